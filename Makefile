@@ -1,0 +1,28 @@
+# The two commands of README.md, and a few helpers. `make help` lists them.
+.PHONY: help run test lint typecheck services clean
+
+help:
+	@echo "make run   set up and run web + worker + beat with demo data (embedded or PostgreSQL/Redis)"
+	@echo "make test  set up, start PostgreSQL and Redis, and run the whole test suite"
+	@echo "make lint  ruff; make typecheck  mypy"
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+lint:
+	scripts/venv.sh requirements-dev.txt
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck:
+	scripts/venv.sh requirements-dev.txt
+	.venv/bin/mypy .
+
+services:
+	scripts/ensure_services.sh
+
+clean:
+	rm -rf var staticfiles .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,50 @@
+"""Where the current request came from, so services can audit without being handed a request."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.http import HttpRequest, HttpResponse
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    ip_address: str | None
+    user_agent: str
+
+
+_origin: contextvars.ContextVar[RequestOrigin | None] = contextvars.ContextVar(
+    "audit_request_origin", default=None
+)
+
+
+def current_origin() -> RequestOrigin | None:
+    return _origin.get()
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    # REMOTE_ADDR is the proxy's address behind nginx; gunicorn's forwarded_allow_ips makes
+    # it trust X-Forwarded-For from the proxy only, so the first hop here is the client's.
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded and request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"}:
+        return forwarded.split(",")[0].strip() or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class AuditContextMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = _origin.set(
+            RequestOrigin(
+                ip_address=client_ip(request),
+                user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+            )
+        )
+        try:
+            return self.get_response(request)
+        finally:
+            _origin.reset(token)

@@ -1,0 +1,31 @@
+"""Root URLconf."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "Schoolhouse administration"
+admin.site.site_title = "Schoolhouse"
+admin.site.index_title = "Management console"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="students:dashboard", permanent=False)),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("", include("students.urls")),
+    path("", include("monitoring.urls")),
+]
+
+if settings.DEBUG_TOOLBAR:
+    from debug_toolbar.toolbar import debug_toolbar_urls
+
+    urlpatterns += debug_toolbar_urls()

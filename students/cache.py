@@ -1,0 +1,74 @@
+"""Per-school versioned cache keys.
+
+Every cached figure of a school lives under a key that embeds the school's current cache
+version. A write that changes school data bumps the version after its transaction commits,
+so readers move to fresh keys at once and stale entries simply expire. Redis being down
+reads as a miss (django-redis IGNORE_EXCEPTIONS), so the page is computed, never a 500.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.core.cache import cache
+from django.db import transaction
+
+T = TypeVar("T")
+_VERSION_TTL = 30 * 24 * 60 * 60
+_LOCK_TTL = 30  # seconds: longer than any figure takes to compute, so a crashed holder frees it
+
+
+def _version_key(school_id: int) -> str:
+    return f"school:{school_id}:version"
+
+
+def school_cache_version(school_id: int) -> int:
+    version = cache.get(_version_key(school_id))
+    if version is None:
+        # A new or evicted counter starts from the clock, never from 1, so it cannot fall
+        # back onto a number whose old entries are still cached.
+        version = time.time_ns()
+        cache.add(_version_key(school_id), version, _VERSION_TTL)
+    return int(version)
+
+
+def school_cache_bump(school_id: int) -> None:
+    """Invalidate every cached figure of the school once the current transaction commits."""
+
+    def bump() -> None:
+        try:
+            cache.incr(_version_key(school_id))
+        except ValueError:  # the counter is missing: start a fresh one
+            cache.set(_version_key(school_id), time.time_ns(), _VERSION_TTL)
+
+    transaction.on_commit(bump)
+
+
+def school_cached(school_id: int, name: str, compute: Callable[[], T], timeout: int) -> T:
+    """The value of `compute()` cached under the school's current version.
+
+    Stampede protection: on a miss only the process that wins `cache.add` on a short lock
+    computes; the others wait briefly for its result and compute themselves only if it does
+    not come (so a slow or dead holder never blocks a page).
+    """
+    key = f"school:{school_id}:v{school_cache_version(school_id)}:{name}"
+    value = cache.get(key)
+    if value is not None:
+        return value
+    lock_key = f"{key}:lock"
+    # `add` answers None (not False) when Redis is down: then nobody holds a lock to wait for.
+    if cache.add(lock_key, 1, _LOCK_TTL) is False:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            value = cache.get(key)
+            if value is not None:
+                return value
+    try:
+        value = compute()
+        cache.set(key, value, timeout)
+    finally:
+        cache.delete(lock_key)
+    return value

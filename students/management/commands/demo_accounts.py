@@ -1,0 +1,30 @@
+"""Print the demo accounts (and make sure the district administrator exists)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from students.demo import demo_admin_ensure
+from students.models import StaffMember
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the district administrator account `admin` if missing and print the demo "
+        "log-ins with their password (DEMO_PASSWORD, or the one generated in var/)."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        password = demo_admin_ensure()
+        self.stdout.write(self.style.SUCCESS("Demo accounts (password for all: %s)" % password))
+        self.stdout.write(f"  {'admin':<24} district administrator, all schools, admin console")
+        shown = (
+            StaffMember.objects.filter(user__username__regex=r"^(principal|registrar|auditor|teacher1)-")
+            .select_related("user", "school").order_by("school__name", "role")[:12]
+        )
+        for member in shown:
+            self.stdout.write(
+                f"  {member.user.username:<24} {member.get_role_display()} at {member.school}"
+            )

@@ -1,0 +1,123 @@
+"""Which school a user is working in, in which role, and what that lets them see.
+
+The middleware in `school_site.middleware` attaches a `SchoolAccess` to every request as
+`request.access`; views, admin, exports and the API scope their querysets through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
+from django.db.models import QuerySet
+
+from .models import School, Section, StaffMember, Student
+
+DISTRICT_ADMIN = "district_admin"
+DISTRICT_ADMIN_GROUP = "District administrator"
+# The Django group holding each role's permissions (created by a data migration).
+ROLE_GROUPS: dict[str, str] = {
+    DISTRICT_ADMIN: DISTRICT_ADMIN_GROUP,
+    StaffMember.Role.SCHOOL_ADMIN: "School administrator",
+    StaffMember.Role.REGISTRAR: "Registrar",
+    StaffMember.Role.TEACHER: "Teacher",
+    StaffMember.Role.AUDITOR: "Auditor",
+}
+ROLE_LABELS: dict[str, str] = {DISTRICT_ADMIN: "District administrator", **dict(StaffMember.Role.choices)}
+SESSION_KEY = "current_school_id"
+
+
+@dataclass
+class SchoolAccess:
+    """A user working in one school in one role."""
+
+    user: AbstractBaseUser
+    school: School
+    role: str
+    staff: StaffMember | None = None
+    schools: list[School] = field(default_factory=list)  # those the user may switch to
+
+    @property
+    def is_district_admin(self) -> bool:
+        return self.role == DISTRICT_ADMIN
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.role == StaffMember.Role.TEACHER
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role)
+
+    @property
+    def can_switch_school(self) -> bool:
+        return len(self.schools) > 1
+
+    @cached_property
+    def permissions(self) -> frozenset[str]:
+        """The role's permissions as "app_label.codename"; one query per request at most."""
+        if getattr(self.user, "is_superuser", False):
+            return frozenset(
+                f"{app}.{code}"
+                for app, code in Permission.objects.values_list("content_type__app_label", "codename")
+            )
+        rows = Permission.objects.filter(group__name=ROLE_GROUPS[self.role]).values_list(
+            "content_type__app_label", "codename"
+        )
+        return frozenset(f"{app}.{code}" for app, code in rows)
+
+    def has_perm(self, perm: str) -> bool:
+        return perm in self.permissions
+
+    def students(self) -> QuerySet[Student]:
+        """Students this user may see: the school's, and for a teacher only their sections'."""
+        qs = Student.objects.for_school(self.school)
+        if self.is_teacher:
+            assert self.staff is not None
+            qs = qs.taught_by(self.staff)
+        return qs
+
+    def sections(self) -> QuerySet[Section]:
+        qs = Section.objects.for_school(self.school)
+        if self.is_teacher:
+            qs = qs.filter(teacher_links__staff=self.staff).distinct()
+        return qs
+
+
+def is_district_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    if not user.is_authenticated:
+        return False
+    return bool(
+        getattr(user, "is_superuser", False)
+        or user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()  # type: ignore[attr-defined]
+    )
+
+
+def resolve_access(
+    user: AbstractBaseUser | AnonymousUser, requested_school_id: int | None
+) -> SchoolAccess | None:
+    """The access for `user`, in the requested school when allowed, else their first school."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if is_district_admin(user):
+        schools = list(School.objects.filter(is_active=True))
+        if not schools:
+            return None
+        chosen = next((s for s in schools if s.pk == requested_school_id), schools[0])
+        return SchoolAccess(user=user, school=chosen, role=DISTRICT_ADMIN, schools=schools)
+    memberships = list(
+        StaffMember.objects.filter(user=user, is_active=True, school__is_active=True)
+        .select_related("school")
+        .order_by("school__name")
+    )
+    if not memberships:
+        return None
+    chosen_m = next((m for m in memberships if m.school_id == requested_school_id), memberships[0])
+    return SchoolAccess(
+        user=user,
+        school=chosen_m.school,
+        role=chosen_m.role,
+        staff=chosen_m,
+        schools=[m.school for m in memberships],
+    )
