@@ -236,7 +236,8 @@ WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 # Security (production values are the defaults whenever DEBUG is off)
 # ---------------------------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("TRUST_X_FORWARDED_PROTO", default=False)
     else None
 )
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG and not TESTING)
@@ -264,9 +265,7 @@ ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]  # "Na
 # ---------------------------------------------------------------------------------------------
 # Celery
 # ---------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=REDIS_URL or "filesystem://"
-)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded mode: messages are files in var/broker, so no broker server is needed.
     _broker_dir = VAR_DIR / "broker"

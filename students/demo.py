@@ -58,20 +58,35 @@ LAST_NAMES = (
     "Wagner Walker Weber Williams Wilson Wright Yamamoto Young Zhang Zimmermann"
 ).split()
 SCHOOL_NAMES = [
-    ("Northside Middle School", "north"), ("Riverside Elementary", "river"),
-    ("Hillcrest High School", "hill"), ("Lakeview Academy", "lake"),
-    ("Oakwood Primary", "oak"), ("Maple Grove School", "maple"), ("Cedar Park School", "cedar"),
-    ("Brookfield Middle School", "brook"), ("Pinecrest Elementary", "pine"),
-    ("Westfield High School", "west"), ("Eastgate Primary", "east"), ("Southview School", "south"),
+    ("Northside Middle School", "north"),
+    ("Riverside Elementary", "river"),
+    ("Hillcrest High School", "hill"),
+    ("Lakeview Academy", "lake"),
+    ("Oakwood Primary", "oak"),
+    ("Maple Grove School", "maple"),
+    ("Cedar Park School", "cedar"),
+    ("Brookfield Middle School", "brook"),
+    ("Pinecrest Elementary", "pine"),
+    ("Westfield High School", "west"),
+    ("Eastgate Primary", "east"),
+    ("Southview School", "south"),
 ]
-SUBJECTS = [("MATH", "Mathematics"), ("ENG", "English"), ("SCI", "Science"),
-            ("HIST", "History"), ("ART", "Art"), ("PE", "Physical education")]
+SUBJECTS = [
+    ("MATH", "Mathematics"),
+    ("ENG", "English"),
+    ("SCI", "Science"),
+    ("HIST", "History"),
+    ("ART", "Art"),
+    ("PE", "Physical education"),
+]
 GRADE_LEVELS = [f"Grade {n}" for n in range(1, 7)]
 STUDENTS_PER_SECTION = 28
 # Attendance mix of a typical school day.
 ATTENDANCE_WEIGHTS = [
-    (AttendanceRecord.Status.PRESENT, 0.92), (AttendanceRecord.Status.ABSENT, 0.04),
-    (AttendanceRecord.Status.LATE, 0.025), (AttendanceRecord.Status.EXCUSED, 0.015),
+    (AttendanceRecord.Status.PRESENT, 0.92),
+    (AttendanceRecord.Status.ABSENT, 0.04),
+    (AttendanceRecord.Status.LATE, 0.025),
+    (AttendanceRecord.Status.EXCUSED, 0.015),
 ]
 BATCH = 5000
 
@@ -145,27 +160,47 @@ def demo_data_create(
                 name, code = f"{name} {index // len(SCHOOL_NAMES) + 1}", f"{code}{index}"
             say(f"{name}: building")
             _school(
-                rng=rng, name=name, code=code, students=students_per_school, today=today,
-                attendance_days=attendance_days, password_hash=password_hash, result=result,
+                rng=rng,
+                name=name,
+                code=code,
+                students=students_per_school,
+                today=today,
+                attendance_days=attendance_days,
+                password_hash=password_hash,
+                result=result,
                 say=say,
             )
     return result
 
 
 def _school(
-    *, rng: random.Random, name: str, code: str, students: int, today: datetime.date,
-    attendance_days: int | None, password_hash: str, result: DemoResult, say: Progress,
+    *,
+    rng: random.Random,
+    name: str,
+    code: str,
+    students: int,
+    today: datetime.date,
+    attendance_days: int | None,
+    password_hash: str,
+    result: DemoResult,
+    say: Progress,
 ) -> None:
     school = School.objects.create(
-        name=name, code=code, address=f"{rng.randint(1, 999)} School Lane",
-        phone=f"555-{rng.randint(1000, 9999)}", email=f"office@{code}.example.org",
+        name=name,
+        code=code,
+        address=f"{rng.randint(1, 999)} School Lane",
+        phone=f"555-{rng.randint(1000, 9999)}",
+        email=f"office@{code}.example.org",
         principal_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
     )
     result.schools += 1
     year_start, year_end = school_year_for(today)
     year = AcademicYear.objects.create(
-        school=school, name=f"{year_start.year}-{year_end.year}", starts_on=year_start,
-        ends_on=year_end, is_current=True,
+        school=school,
+        name=f"{year_start.year}-{year_end.year}",
+        starts_on=year_start,
+        ends_on=year_end,
+        is_current=True,
     )
     term_bounds = [
         ("Term 1", year_start, datetime.date(year_start.year, 12, 19)),
@@ -187,18 +222,23 @@ def _school(
     per_level = math.ceil(students / len(levels))
     sections_per_level = max(1, math.ceil(per_level / STUDENTS_PER_SECTION))
     user_model = get_user_model()
-    staff_specs = [("principal", StaffMember.Role.SCHOOL_ADMIN, "Principal"),
-                   ("registrar", StaffMember.Role.REGISTRAR, "Registrar"),
-                   ("auditor", StaffMember.Role.AUDITOR, "Auditor")]
+    staff_specs = [
+        ("principal", StaffMember.Role.SCHOOL_ADMIN, "Principal"),
+        ("registrar", StaffMember.Role.REGISTRAR, "Registrar"),
+        ("auditor", StaffMember.Role.AUDITOR, "Auditor"),
+    ]
     staff_specs += [
         (f"teacher{n + 1}", StaffMember.Role.TEACHER, "Teacher")
         for n in range(len(levels) * sections_per_level)
     ]
     users = user_model.objects.bulk_create(
         user_model(
-            username=f"{handle}-{code}", first_name=rng.choice(FIRST_NAMES),
-            last_name=rng.choice(LAST_NAMES), email=f"{handle}@{code}.example.org",
-            password=password_hash, is_staff=(role == StaffMember.Role.SCHOOL_ADMIN),
+            username=f"{handle}-{code}",
+            first_name=rng.choice(FIRST_NAMES),
+            last_name=rng.choice(LAST_NAMES),
+            email=f"{handle}@{code}.example.org",
+            password=password_hash,
+            is_staff=(role == StaffMember.Role.SCHOOL_ADMIN),
         )
         for handle, role, _title in staff_specs
     )
@@ -215,10 +255,16 @@ def _school(
     result.staff += len(members)
 
     sections = Section.objects.bulk_create(
-        Section(school=school, academic_year=year, grade_level=level,
-                name=f"{level.order}{chr(ord('A') + s)}", room=f"{level.order}{s + 1:02d}",
-                capacity=STUDENTS_PER_SECTION + 4)
-        for level in levels for s in range(sections_per_level)
+        Section(
+            school=school,
+            academic_year=year,
+            grade_level=level,
+            name=f"{level.order}{chr(ord('A') + s)}",
+            room=f"{level.order}{s + 1:02d}",
+            capacity=STUDENTS_PER_SECTION + 4,
+        )
+        for level in levels
+        for s in range(sections_per_level)
     )
     SectionTeacher.objects.bulk_create(
         SectionTeacher(school=school, section=section, staff=teacher)
@@ -232,32 +278,49 @@ def _school(
     for n in range(students):
         level = levels[n % len(levels)]
         age = 5 + level.order
-        birth = datetime.date(year_start.year - age, 1, 1) + datetime.timedelta(days=rng.randint(0, 364))
-        student_rows.append(Student(
-            school=school, student_number=f"{code.upper()}-{n + 1:05d}",
-            first_name=rng.choice(FIRST_NAMES), last_name=rng.choice(LAST_NAMES),
-            date_of_birth=birth, grade_level=level, admitted_on=year_start,
-            gender=rng.choice(["female", "male", ""]),
-            medical_notes=rng.choice(["", "", "", "", "Peanut allergy", "Asthma (inhaler)"]),
-        ))
+        birth = datetime.date(year_start.year - age, 1, 1) + datetime.timedelta(
+            days=rng.randint(0, 364)
+        )
+        student_rows.append(
+            Student(
+                school=school,
+                student_number=f"{code.upper()}-{n + 1:05d}",
+                first_name=rng.choice(FIRST_NAMES),
+                last_name=rng.choice(LAST_NAMES),
+                date_of_birth=birth,
+                grade_level=level,
+                admitted_on=year_start,
+                gender=rng.choice(["female", "male", ""]),
+                medical_notes=rng.choice(["", "", "", "", "Peanut allergy", "Asthma (inhaler)"]),
+            )
+        )
     student_rows = Student.objects.bulk_create(student_rows, batch_size=BATCH)
     guardian_rows, link_specs = [], []
     for student in student_rows:
         count = 1 if rng.random() < 0.3 else 2
         for g in range(count):
             first = rng.choice(FIRST_NAMES)
-            guardian_rows.append(Guardian(
-                school=school, first_name=first, last_name=student.last_name,
-                email=f"{first.lower()}.{student.last_name.lower()}{rng.randint(1, 999)}@example.net",
-                phone=f"555-{rng.randint(1000, 9999)}",
-            ))
-            relationship = [StudentGuardian.Relationship.MOTHER,
-                            StudentGuardian.Relationship.FATHER][g % 2]
+            guardian_rows.append(
+                Guardian(
+                    school=school,
+                    first_name=first,
+                    last_name=student.last_name,
+                    email=f"{first.lower()}.{student.last_name.lower()}"
+                    f"{rng.randint(1, 999)}@example.net",
+                    phone=f"555-{rng.randint(1000, 9999)}",
+                )
+            )
+            relationship = [
+                StudentGuardian.Relationship.MOTHER,
+                StudentGuardian.Relationship.FATHER,
+            ][g % 2]
             link_specs.append((student, relationship, g == 0))
     guardian_rows = Guardian.objects.bulk_create(guardian_rows, batch_size=BATCH)
     StudentGuardian.objects.bulk_create(
-        (StudentGuardian(school=school, student=s, guardian=g, relationship=rel, is_primary=prim)
-         for (s, rel, prim), g in zip(link_specs, guardian_rows, strict=True)),
+        (
+            StudentGuardian(school=school, student=s, guardian=g, relationship=rel, is_primary=prim)
+            for (s, rel, prim), g in zip(link_specs, guardian_rows, strict=True)
+        ),
         batch_size=BATCH,
     )
     result.students += len(student_rows)
@@ -273,8 +336,15 @@ def _school(
         options = sections_by_level[student.grade_level_id]
         section = options[(i // len(levels)) % len(options)]
         roster[section.pk].append(student)
-        enrollments.append(Enrollment(school=school, student=student, academic_year=year,
-                                      section=section, started_on=year_start))
+        enrollments.append(
+            Enrollment(
+                school=school,
+                student=student,
+                academic_year=year,
+                section=section,
+                started_on=year_start,
+            )
+        )
     Enrollment.objects.bulk_create(enrollments, batch_size=BATCH)
 
     # Attendance for every school day of the year so far.
@@ -290,10 +360,16 @@ def _school(
         for section in sections:
             marks = rng.choices(statuses, weights, k=len(roster[section.pk]))
             for student, status in zip(roster[section.pk], marks, strict=True):
-                batch.append(AttendanceRecord(
-                    school=school, student=student, section=section, date=day, status=status,
-                    recorded_at=now,
-                ))
+                batch.append(
+                    AttendanceRecord(
+                        school=school,
+                        student=student,
+                        section=section,
+                        date=day,
+                        status=status,
+                        recorded_at=now,
+                    )
+                )
         if len(batch) >= BATCH:
             AttendanceRecord.objects.bulk_create(batch)
             result.attendance += len(batch)
@@ -314,25 +390,43 @@ def _school(
                     if due > today:
                         continue
                     max_score = Decimal(20 if kind == "Quiz" else 100)
-                    assessments.append(Assessment(
-                        school=school, section=section, subject=subject, term=term,
-                        name=f"{subject.name} {kind.lower()} {k + 1}", max_score=max_score,
-                        weight=Decimal("1.00") if kind == "Quiz" else Decimal("2.00"), due_on=due,
-                    ))
+                    assessments.append(
+                        Assessment(
+                            school=school,
+                            section=section,
+                            subject=subject,
+                            term=term,
+                            name=f"{subject.name} {kind.lower()} {k + 1}",
+                            max_score=max_score,
+                            weight=Decimal("1.00") if kind == "Quiz" else Decimal("2.00"),
+                            due_on=due,
+                        )
+                    )
     assessments = Assessment.objects.bulk_create(assessments, batch_size=BATCH)
     grades = []
     for assessment in assessments:
         for student in roster[assessment.section_id]:
             share = min(1.0, max(0.0, rng.gauss(0.75, 0.14)))
-            grades.append(Grade(
-                school=school, assessment=assessment, student=student,
-                score=(assessment.max_score * Decimal(str(round(share, 2)))).quantize(Decimal("0.5")),
-                max_score=assessment.max_score, updated_at=now,
-            ))
+            grades.append(
+                Grade(
+                    school=school,
+                    assessment=assessment,
+                    student=student,
+                    score=(assessment.max_score * Decimal(str(round(share, 2)))).quantize(
+                        Decimal("0.5")
+                    ),
+                    max_score=assessment.max_score,
+                    updated_at=now,
+                )
+            )
     Grade.objects.bulk_create(grades, batch_size=BATCH)
     result.grades += len(grades)
-    audit_record(actor=None, action="demo_data_create", target=school,
-                 changes={"students": len(student_rows)})
+    audit_record(
+        actor=None,
+        action="demo_data_create",
+        target=school,
+        changes={"students": len(student_rows)},
+    )
     school_cache_bump(school.pk)
 
 
@@ -343,8 +437,13 @@ def demo_admin_ensure() -> str:
     user_model = get_user_model()
     admin, created = user_model.objects.get_or_create(
         username="admin",
-        defaults={"email": "admin@example.org", "is_staff": True, "is_superuser": True,
-                  "first_name": "District", "last_name": "Administrator"},
+        defaults={
+            "email": "admin@example.org",
+            "is_staff": True,
+            "is_superuser": True,
+            "first_name": "District",
+            "last_name": "Administrator",
+        },
     )
     if created or not admin.check_password(password):
         admin.set_password(password)

@@ -108,8 +108,11 @@ class Term(SchoolOwned):
     def clean(self) -> None:
         self._check_same_school(academic_year=getattr(self, "academic_year", None))
         year = getattr(self, "academic_year", None)
-        if year and self.starts_on and self.ends_on and (
-            self.starts_on < year.starts_on or self.ends_on > year.ends_on
+        if (
+            year
+            and self.starts_on
+            and self.ends_on
+            and (self.starts_on < year.starts_on or self.ends_on > year.ends_on)
         ):
             raise ValidationError("A term must lie within its academic year.")
 
@@ -167,18 +170,24 @@ class StaffMember(SchoolOwned):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user.get_full_name() or self.user.get_username()} ({self.get_role_display()})"
+        return (
+            f"{self.user.get_full_name() or self.user.get_username()} ({self.get_role_display()})"
+        )
 
 
 class Section(SchoolOwned):
     """A class: a group of students taught together in one academic year."""
 
-    academic_year = models.ForeignKey(AcademicYear, on_delete=models.PROTECT, related_name="sections")
+    academic_year = models.ForeignKey(
+        AcademicYear, on_delete=models.PROTECT, related_name="sections"
+    )
     grade_level = models.ForeignKey(GradeLevel, on_delete=models.PROTECT, related_name="sections")
     name = models.CharField(max_length=60, help_text="For example 7A.")
     room = models.CharField(max_length=40, blank=True)
     capacity = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1)])
-    teachers = models.ManyToManyField(StaffMember, through="SectionTeacher", related_name="sections")
+    teachers = models.ManyToManyField(
+        StaffMember, through="SectionTeacher", related_name="sections"
+    )
 
     class Meta:
         ordering = ["grade_level__order", "name"]
@@ -216,7 +225,8 @@ class SectionTeacher(SchoolOwned):
         constraints = [
             models.UniqueConstraint(fields=["section", "staff"], name="sectionteacher_unique"),
             models.CheckConstraint(
-                condition=Q(ends_on__isnull=True) | Q(starts_on__isnull=True)
+                condition=Q(ends_on__isnull=True)
+                | Q(starts_on__isnull=True)
                 | Q(ends_on__gte=F("starts_on")),
                 name="sectionteacher_dates_ordered",
             ),
@@ -329,7 +339,9 @@ class Guardian(SchoolOwned):
 
     class Meta:
         ordering = ["last_name", "first_name"]
-        indexes = [models.Index(fields=["school", "last_name", "first_name"], name="guardian_name_idx")]
+        indexes = [
+            models.Index(fields=["school", "last_name", "first_name"], name="guardian_name_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
@@ -407,8 +419,10 @@ class Enrollment(SchoolOwned):
             student=getattr(self, "student", None), section=getattr(self, "section", None)
         )
         section = getattr(self, "section", None)
-        if section is not None and self.academic_year_id and (
-            section.academic_year_id != self.academic_year_id
+        if (
+            section is not None
+            and self.academic_year_id
+            and (section.academic_year_id != self.academic_year_id)
         ):
             raise ValidationError({"section": "The section is in another academic year."})
 
@@ -458,7 +472,9 @@ class Assessment(SchoolOwned):
         max_digits=6, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
     )
     weight = models.DecimalField(
-        max_digits=5, decimal_places=2, default=Decimal("1.00"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1.00"),
         validators=[MinValueValidator(Decimal("0"))],
     )
     due_on = models.DateField(null=True, blank=True)

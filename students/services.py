@@ -34,9 +34,21 @@ from .tenancy import ROLE_GROUPS
 User = AbstractBaseUser
 
 STUDENT_EDITABLE_FIELDS = [
-    "student_number", "first_name", "middle_name", "last_name", "preferred_name",
-    "date_of_birth", "gender", "grade_level", "status", "admitted_on", "email", "phone",
-    "address", "medical_notes", "notes",
+    "student_number",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "preferred_name",
+    "date_of_birth",
+    "gender",
+    "grade_level",
+    "status",
+    "admitted_on",
+    "email",
+    "phone",
+    "address",
+    "medical_notes",
+    "notes",
 ]
 
 
@@ -93,8 +105,12 @@ def guardian_link(
     actor: User | None,
 ) -> StudentGuardian:
     link = StudentGuardian(
-        school_id=student.school_id, student=student, guardian=guardian,
-        relationship=relationship, is_primary=is_primary, can_pick_up=can_pick_up,
+        school_id=student.school_id,
+        student=student,
+        guardian=guardian,
+        relationship=relationship,
+        is_primary=is_primary,
+        can_pick_up=can_pick_up,
     )
     link.full_clean()
     link.save()
@@ -103,16 +119,20 @@ def guardian_link(
 
 
 @transaction.atomic
-def student_enrol(*, student: Student, section: Section, actor: User | None,
-                  on: datetime.date | None = None) -> Enrollment:
+def student_enrol(
+    *, student: Student, section: Section, actor: User | None, on: datetime.date | None = None
+) -> Enrollment:
     """Enrol a student in a section, ending any open enrollment of the same academic year."""
     on = on or timezone.localdate()
     Enrollment.objects.filter(
         student=student, academic_year=section.academic_year, ended_on__isnull=True
     ).update(ended_on=on, end_reason="Moved to another section")
     enrollment = Enrollment(
-        school_id=student.school_id, student=student, section=section,
-        academic_year=section.academic_year, started_on=on,
+        school_id=student.school_id,
+        student=student,
+        section=section,
+        academic_year=section.academic_year,
+        started_on=on,
     )
     enrollment.full_clean()
     enrollment.save()
@@ -158,8 +178,14 @@ def attendance_record_bulk(
             raise ValidationError(f"Unknown attendance status {mark.status!r}.")
         records.append(
             AttendanceRecord(
-                school_id=section.school_id, section=section, student_id=student_id, date=date,
-                period=period, status=mark.status, note=mark.note[:200], recorded_by=actor,
+                school_id=section.school_id,
+                section=section,
+                student_id=student_id,
+                date=date,
+                period=period,
+                status=mark.status,
+                note=mark.note[:200],
+                recorded_by=actor,
                 recorded_at=timezone.now(),
             )
         )
@@ -173,7 +199,9 @@ def attendance_record_bulk(
     for mark in marks.values():
         counts[mark.status] = counts.get(mark.status, 0) + 1
     audit_record(
-        actor=actor, action="attendance_take", target=section,
+        actor=actor,
+        action="attendance_take",
+        target=section,
         changes={"date": date.isoformat(), "period": period, "counts": counts},
     )
     school_cache_bump(section.school_id)
@@ -192,8 +220,9 @@ def grade_record_bulk(
 ) -> list[Grade]:
     """Record the scores of an assessment; the database refuses any outside 0..max."""
     roster = set(
-        Enrollment.objects.filter(section_id=assessment.section_id, ended_on__isnull=True)
-        .values_list("student_id", flat=True)
+        Enrollment.objects.filter(
+            section_id=assessment.section_id, ended_on__isnull=True
+        ).values_list("student_id", flat=True)
     ) | set(Grade.objects.filter(assessment=assessment).values_list("student_id", flat=True))
     strangers = set(entries) - roster
     if strangers:
@@ -201,14 +230,17 @@ def grade_record_bulk(
     grades = []
     for student_id, entry in entries.items():
         if not (Decimal(0) <= entry.score <= assessment.max_score):
-            raise ValidationError(
-                f"A score of {entry.score} is outside 0–{assessment.max_score}."
-            )
+            raise ValidationError(f"A score of {entry.score} is outside 0–{assessment.max_score}.")
         grades.append(
             Grade(
-                school_id=assessment.school_id, assessment=assessment, student_id=student_id,
-                score=entry.score, max_score=assessment.max_score, comment=entry.comment[:300],
-                recorded_by=actor, updated_at=timezone.now(),
+                school_id=assessment.school_id,
+                assessment=assessment,
+                student_id=student_id,
+                score=entry.score,
+                max_score=assessment.max_score,
+                comment=entry.comment[:300],
+                recorded_by=actor,
+                updated_at=timezone.now(),
             )
         )
     Grade.objects.bulk_create(
@@ -225,12 +257,16 @@ def grade_record_bulk(
 
 
 @transaction.atomic
-def grade_delete_bulk(*, assessment: Assessment, student_ids: Iterable[int],
-                      actor: User | None) -> int:
-    deleted, _ = Grade.objects.filter(assessment=assessment, student_id__in=list(student_ids)).delete()
+def grade_delete_bulk(
+    *, assessment: Assessment, student_ids: Iterable[int], actor: User | None
+) -> int:
+    deleted, _ = Grade.objects.filter(
+        assessment=assessment, student_id__in=list(student_ids)
+    ).delete()
     if deleted:
-        audit_record(actor=actor, action="grades_clear", target=assessment,
-                     changes={"count": deleted})
+        audit_record(
+            actor=actor, action="grades_clear", target=assessment, changes={"count": deleted}
+        )
         school_cache_bump(assessment.school_id)
     return deleted
 

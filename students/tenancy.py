@@ -24,7 +24,10 @@ ROLE_GROUPS: dict[str, str] = {
     StaffMember.Role.TEACHER: "Teacher",
     StaffMember.Role.AUDITOR: "Auditor",
 }
-ROLE_LABELS: dict[str, str] = {DISTRICT_ADMIN: "District administrator", **dict(StaffMember.Role.choices)}
+ROLE_LABELS: dict[str, str] = {
+    DISTRICT_ADMIN: "District administrator",
+    **dict(StaffMember.Role.choices),
+}
 SESSION_KEY = "current_school_id"
 
 
@@ -60,7 +63,9 @@ class SchoolAccess:
         if getattr(self.user, "is_superuser", False):
             return frozenset(
                 f"{app}.{code}"
-                for app, code in Permission.objects.values_list("content_type__app_label", "codename")
+                for app, code in Permission.objects.values_list(
+                    "content_type__app_label", "codename"
+                )
             )
         rows = Permission.objects.filter(group__name=ROLE_GROUPS[self.role]).values_list(
             "content_type__app_label", "codename"
@@ -74,8 +79,8 @@ class SchoolAccess:
         """Students this user may see: the school's, and for a teacher only their sections'."""
         qs = Student.objects.for_school(self.school)
         if self.is_teacher:
-            assert self.staff is not None
-            qs = qs.taught_by(self.staff)
+            # A teacher always has a StaffMember row (resolve_access builds it from one).
+            qs = qs.taught_by(self.staff)  # type: ignore[arg-type]
         return qs
 
     def sections(self) -> QuerySet[Section]:

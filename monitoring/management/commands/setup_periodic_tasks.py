@@ -75,7 +75,8 @@ class Command(BaseCommand):
                 every=job.schedule.seconds, period=IntervalSchedule.SECONDS
             )
             return {"interval": interval, "crontab": None}
-        assert isinstance(job.schedule, Crontab)
+        if not isinstance(job.schedule, Crontab):
+            raise TypeError(f"{job.name}: unknown schedule {job.schedule!r}")
         crontab, _ = CrontabSchedule.objects.get_or_create(
             minute=job.schedule.minute,
             hour=job.schedule.hour,

@@ -18,11 +18,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = demo_admin_ensure()
-        self.stdout.write(self.style.SUCCESS("Demo accounts (password for all: %s)" % password))
+        self.stdout.write(self.style.SUCCESS(f"Demo accounts (password for all: {password})"))
         self.stdout.write(f"  {'admin':<24} district administrator, all schools, admin console")
         shown = (
-            StaffMember.objects.filter(user__username__regex=r"^(principal|registrar|auditor|teacher1)-")
-            .select_related("user", "school").order_by("school__name", "role")[:12]
+            StaffMember.objects.filter(
+                user__username__regex=r"^(principal|registrar|auditor|teacher1)-"
+            )
+            .select_related("user", "school")
+            .order_by("school__name", "role")[:12]
         )
         for member in shown:
             self.stdout.write(

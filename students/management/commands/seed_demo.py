@@ -27,7 +27,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=42, help="Random seed (default 42).")
         parser.add_argument(
-            "--attendance-days", type=int, default=None,
+            "--attendance-days",
+            type=int,
+            default=None,
             help="Only the last N school days of attendance (default: the whole year so far).",
         )
         parser.add_argument(
@@ -42,13 +44,17 @@ class Command(BaseCommand):
             return
         started = time.monotonic()
         result = demo_data_create(
-            schools=opts["schools"], students_per_school=opts["students"], seed=opts["seed"],
+            schools=opts["schools"],
+            students_per_school=opts["students"],
+            seed=opts["seed"],
             attendance_days=opts["attendance_days"],
             progress=lambda msg: self.stdout.write(f"  {msg}"),
         )
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo data in {time.monotonic() - started:.1f} s: {result.schools} schools, "
-            f"{result.students} students, {result.guardians} guardians, {result.staff} staff, "
-            f"{result.sections} sections, {result.attendance} attendance records, "
-            f"{result.grades} grades."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data in {time.monotonic() - started:.1f} s: {result.schools} schools, "
+                f"{result.students} students, {result.guardians} guardians, {result.staff} staff, "
+                f"{result.sections} sections, {result.attendance} attendance records, "
+                f"{result.grades} grades."
+            )
+        )

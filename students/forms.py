@@ -1,0 +1,144 @@
+"""Forms of the staff pages. They parse and validate; the services do the writing."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from .models import AttendanceRecord, GradeLevel, Section, Student
+from .selectors import AttendanceSheetRow, GradeSheetRow
+
+
+class StudentFilterForm(forms.Form):
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "Name, student number or guardian",
+                "type": "search",
+                "autofocus": True,
+            }
+        ),
+    )
+    grade_level = forms.ModelChoiceField(
+        queryset=GradeLevel.objects.none(), required=False, empty_label="All grades"
+    )
+    section = forms.ModelChoiceField(
+        queryset=Section.objects.none(), required=False, empty_label="All classes"
+    )
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *Student.Status.choices], required=False, initial="active"
+    )
+
+    def __init__(self, *args: Any, grade_levels: Any, sections: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["grade_level"].queryset = grade_levels
+        self.fields["section"].queryset = sections
+
+
+class AttendanceDateForm(forms.Form):
+    date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean_date(self) -> datetime.date:
+        date = self.cleaned_data["date"]
+        if date > timezone.localdate():
+            raise forms.ValidationError("Attendance cannot be taken for a future date.")
+        return date
+
+
+class AttendanceSheetForm(forms.Form):
+    """One status and note per student of the roster."""
+
+    def __init__(self, *args: Any, rows: list[AttendanceSheetRow], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows = rows
+        for row in rows:
+            pk = row.student.pk
+            self.fields[f"status_{pk}"] = forms.ChoiceField(
+                choices=AttendanceRecord.Status.choices,
+                initial=row.status,
+                widget=forms.RadioSelect,
+                label=row.student.full_name,
+            )
+            self.fields[f"note_{pk}"] = forms.CharField(
+                required=False,
+                max_length=200,
+                initial=row.note,
+                label="Note",
+            )
+
+    def marks(self) -> dict[int, tuple[str, str]]:
+        return {
+            row.student.pk: (
+                self.cleaned_data[f"status_{row.student.pk}"],
+                self.cleaned_data[f"note_{row.student.pk}"],
+            )
+            for row in self.rows
+        }
+
+    def bound_rows(self) -> list[tuple[AttendanceSheetRow, Any, Any]]:
+        return [
+            (row, self[f"status_{row.student.pk}"], self[f"note_{row.student.pk}"])
+            for row in self.rows
+        ]
+
+
+class GradeSheetForm(forms.Form):
+    """One score (blank = not graded) and comment per student."""
+
+    def __init__(
+        self, *args: Any, rows: list[GradeSheetRow], max_score: Decimal, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows = rows
+        for row in rows:
+            pk = row.student.pk
+            self.fields[f"score_{pk}"] = forms.DecimalField(
+                required=False,
+                min_value=Decimal(0),
+                max_value=max_score,
+                decimal_places=2,
+                max_digits=6,
+                initial=row.score,
+                label=row.student.full_name,
+                widget=forms.NumberInput(attrs={"step": "0.5", "inputmode": "decimal"}),
+            )
+            self.fields[f"comment_{pk}"] = forms.CharField(
+                required=False,
+                max_length=300,
+                initial=row.comment,
+                label="Comment",
+            )
+
+    def entries(self) -> tuple[dict[int, tuple[Decimal, str]], list[int]]:
+        """Scores to record, and students whose score was cleared."""
+        scores, cleared = {}, []
+        for row in self.rows:
+            pk = row.student.pk
+            score = self.cleaned_data[f"score_{pk}"]
+            if score is None:
+                if row.score is not None:
+                    cleared.append(pk)
+            else:
+                scores[pk] = (score, self.cleaned_data[f"comment_{pk}"])
+        return scores, cleared
+
+    def bound_rows(self) -> list[tuple[GradeSheetRow, Any, Any]]:
+        return [
+            (row, self[f"score_{row.student.pk}"], self[f"comment_{row.student.pk}"])
+            for row in self.rows
+        ]
+
+
+class StudentImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8 CSV with the columns of the export.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )

@@ -1,0 +1,406 @@
+"""Reads across several models. Each selector's query count is fixed, whatever the data size."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import (
+    Avg,
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Prefetch,
+    Q,
+    QuerySet,
+)
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from .cache import school_cached
+from .models import (
+    AcademicYear,
+    Assessment,
+    AttendanceRecord,
+    Enrollment,
+    Grade,
+    School,
+    Section,
+    Student,
+    StudentGuardian,
+    Term,
+)
+from .tenancy import SchoolAccess
+
+PRESENT_LIKE = [AttendanceRecord.Status.PRESENT, AttendanceRecord.Status.LATE]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DashboardFigures:
+    school_name: str
+    academic_year: str
+    enrolled: int
+    today: datetime.date
+    today_rate: float | None
+    today_marked: int
+    week_rate: float | None
+    recent_absences: list[dict[str, Any]]
+    section_averages: list[dict[str, Any]]
+    computed_at: datetime.datetime = field(default_factory=timezone.now)
+
+
+def _rate(present: int, total: int) -> float | None:
+    return round(100.0 * present / total, 1) if total else None
+
+
+def dashboard_figures_compute(*, school: School, today: datetime.date) -> DashboardFigures:
+    """The dashboard's figures, straight from the database (five queries)."""
+    year = AcademicYear.objects.for_school(school).filter(is_current=True).first()
+    enrolled = (
+        Enrollment.objects.for_school(school)
+        .filter(academic_year=year, ended_on__isnull=True, student__status=Student.Status.ACTIVE)
+        .count()
+        if year
+        else 0
+    )
+    week_start = today - datetime.timedelta(days=today.weekday())
+    window = AttendanceRecord.objects.for_school(school).filter(
+        date__gte=week_start, date__lte=today
+    )
+    stats = window.aggregate(
+        week_total=Count("id"),
+        week_present=Count("id", filter=Q(status__in=PRESENT_LIKE)),
+        today_total=Count("id", filter=Q(date=today)),
+        today_present=Count("id", filter=Q(date=today, status__in=PRESENT_LIKE)),
+    )
+    recent = list(
+        AttendanceRecord.objects.for_school(school)
+        .filter(
+            date__gte=today - datetime.timedelta(days=7),
+            date__lte=today,
+            status=AttendanceRecord.Status.ABSENT,
+        )
+        .order_by("-date", "student__last_name")
+        .values(
+            "date",
+            "student_id",
+            "student__first_name",
+            "student__last_name",
+            "student__student_number",
+            "section__name",
+        )[:10]
+    )
+    averages = (
+        list(
+            Grade.objects.for_school(school)
+            .filter(assessment__section__academic_year=year)
+            .values("assessment__section_id", "assessment__section__name")
+            .annotate(
+                average=Avg(
+                    ExpressionWrapper(
+                        F("score") * 100.0 / F("max_score"), output_field=FloatField()
+                    )
+                ),
+                graded=Count("id"),
+            )
+            .order_by("assessment__section__name")
+        )
+        if year
+        else []
+    )
+    for row in averages:
+        row["average"] = round(row["average"], 1)
+    return DashboardFigures(
+        school_name=school.name,
+        academic_year=year.name if year else "",
+        enrolled=enrolled,
+        today=today,
+        today_rate=_rate(stats["today_present"], stats["today_total"]),
+        today_marked=stats["today_total"],
+        week_rate=_rate(stats["week_present"], stats["week_total"]),
+        recent_absences=recent,
+        section_averages=averages,
+    )
+
+
+def dashboard_figures_get(
+    *, school: School, today: datetime.date | None = None
+) -> DashboardFigures:
+    """The dashboard's figures from the cache, computed on a miss. A cache hit costs no
+    database query: the key carries the school's version, bumped by every write."""
+    today = today or timezone.localdate()
+    return school_cached(
+        school.pk,
+        f"dashboard:{today.isoformat()}",
+        lambda: dashboard_figures_compute(school=school, today=today),
+        settings.DASHBOARD_CACHE_TIMEOUT,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Student search and list
+# ---------------------------------------------------------------------------------------------
+# The same expressions as the GIN indexes of migration students/0002, so PostgreSQL uses them.
+_STUDENT_FTS = (
+    "to_tsvector('simple'::regconfig, students_student.first_name || ' ' || "
+    "students_student.last_name || ' ' || students_student.preferred_name || ' ' || "
+    "students_student.student_number)"
+)
+_STUDENT_TRGM = "lower(students_student.first_name || ' ' || students_student.last_name)"
+_GUARDIAN_MATCH = (
+    "students_student.id IN (SELECT sg.student_id FROM students_studentguardian sg "
+    "JOIN students_guardian g ON g.id = sg.guardian_id "
+    "WHERE to_tsvector('simple'::regconfig, g.first_name || ' ' || g.last_name) "
+    "@@ plainto_tsquery('simple', %s) "
+    "OR lower(g.first_name || ' ' || g.last_name) LIKE %s)"
+)
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def student_search(qs: QuerySet[Student], term: str) -> QuerySet[Student]:
+    """Students matching `term` by name (words in any order, prefixes, small typos), student
+    number, or a guardian's name. PostgreSQL: full-text and trigram indexes; SQLite: LIKE."""
+    term = " ".join(term.split())[:100]
+    if not term:
+        return qs
+    if connection.vendor == "postgresql":
+        # Only word characters reach to_tsquery, so no input can break its syntax.
+        words = re.findall(r"\w+", term)
+        prefix_query = " & ".join(f"{w}:*" for w in words)
+        like = _like_pattern(term)
+        # The SQL text is constant; user input only ever travels as parameters.
+        match = RawSQL(  # noqa: S611
+            f"({_STUDENT_FTS} @@ to_tsquery('simple', %s)) "
+            f"OR ({_STUDENT_TRGM} LIKE %s) "
+            f"OR ({_STUDENT_TRGM} %% lower(%s)) "
+            f"OR {_GUARDIAN_MATCH}",
+            (prefix_query, like, term, term, like),
+            output_field=BooleanField(),
+        )
+        similarity = RawSQL(f"similarity({_STUDENT_TRGM}, lower(%s))", (term,))  # noqa: S611
+        return (
+            qs.filter(match)
+            .annotate(relevance=similarity)
+            .order_by("-relevance", "last_name", "first_name", "id")
+        )
+    condition = Q()
+    for word in term.split():
+        condition &= (
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(preferred_name__icontains=word)
+            | Q(student_number__icontains=word)
+            | Q(guardians__first_name__icontains=word)
+            | Q(guardians__last_name__icontains=word)
+        )
+    return qs.filter(condition).distinct()
+
+
+def student_list(
+    *,
+    access: SchoolAccess,
+    search: str = "",
+    grade_level_id: int | None = None,
+    section_id: int | None = None,
+    status: str | None = Student.Status.ACTIVE,
+) -> QuerySet[Student]:
+    """The student list of the current school, as the user may see it, filtered."""
+    qs = access.students().select_related("grade_level")
+    if status:
+        qs = qs.filter(status=status)
+    if grade_level_id:
+        qs = qs.filter(grade_level_id=grade_level_id)
+    if section_id:
+        qs = qs.filter(enrollments__section_id=section_id, enrollments__ended_on__isnull=True)
+    qs = qs.annotate(
+        current_section=RawSQL(
+            "SELECT s.name FROM students_enrollment e JOIN students_section s "
+            "ON s.id = e.section_id WHERE e.student_id = students_student.id "
+            "AND e.ended_on IS NULL ORDER BY e.started_on DESC LIMIT 1",
+            (),
+        )
+    )
+    return student_search(qs, search)
+
+
+# ---------------------------------------------------------------------------------------------
+# Student profile
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class StudentProfile:
+    student: Student
+    guardian_links: list[StudentGuardian]
+    enrollments: list[Enrollment]
+    attendance_counts: dict[str, int]
+    attendance_rate: float | None
+    recent_attendance: list[AttendanceRecord]
+    grades_by_term: list[tuple[Term, list[Grade]]]
+    terms: list[Term]
+
+
+def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProfile:
+    """Everything the profile page shows, in a fixed number of queries.
+
+    Raises Student.DoesNotExist for a student the user may not see, so the view answers 404
+    without telling whether the id exists at another school.
+    """
+    student = (
+        access.students()
+        .select_related("grade_level", "school")
+        .prefetch_related(
+            Prefetch(
+                "guardian_links",
+                queryset=StudentGuardian.objects.select_related("guardian"),
+                to_attr="links",
+            ),
+            Prefetch(
+                "enrollments",
+                queryset=Enrollment.objects.select_related(
+                    "section", "academic_year", "section__grade_level"
+                ).order_by("-started_on"),
+                to_attr="enrollment_list",
+            ),
+        )
+        .get(pk=student_id)
+    )
+    year = AcademicYear.objects.for_school(access.school).filter(is_current=True).first()
+    attendance = AttendanceRecord.objects.filter(student=student)
+    if year:
+        attendance = attendance.filter(date__gte=year.starts_on, date__lte=year.ends_on)
+    counts = {status: 0 for status in AttendanceRecord.Status.values}
+    for row in attendance.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    total = sum(counts.values())
+    present = counts[AttendanceRecord.Status.PRESENT] + counts[AttendanceRecord.Status.LATE]
+    recent = list(
+        attendance.exclude(status=AttendanceRecord.Status.PRESENT)
+        .select_related("section")
+        .order_by("-date")[:10]
+    )
+    grades = list(
+        Grade.objects.filter(student=student)
+        .select_related("assessment__subject", "assessment__term")
+        .order_by("assessment__term__starts_on", "assessment__subject__name", "assessment__due_on")
+    )
+    by_term: dict[int, tuple[Term, list[Grade]]] = {}
+    for grade in grades:
+        term = grade.assessment.term
+        by_term.setdefault(term.pk, (term, []))[1].append(grade)
+    terms = list(Term.objects.for_school(access.school).filter(academic_year=year)) if year else []
+    return StudentProfile(
+        student=student,
+        guardian_links=student.links,  # type: ignore[attr-defined]
+        enrollments=student.enrollment_list,  # type: ignore[attr-defined]
+        attendance_counts=counts,
+        attendance_rate=_rate(present, total),
+        recent_attendance=recent,
+        grades_by_term=list(by_term.values()),
+        terms=terms,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections: roster, attendance sheet, grade sheet, contact sheet
+# ---------------------------------------------------------------------------------------------
+def section_roster(*, section: Section, on: datetime.date | None = None) -> list[Student]:
+    """Students enrolled in the section on the given day (today by default), by name."""
+    on = on or timezone.localdate()
+    return list(
+        Student.objects.filter(
+            enrollments__section=section,
+            enrollments__started_on__lte=on,
+        )
+        .exclude(enrollments__section=section, enrollments__ended_on__lt=on)
+        .order_by("last_name", "first_name", "id")
+        .distinct()
+    )
+
+
+@dataclass
+class AttendanceSheetRow:
+    student: Student
+    status: str
+    note: str
+
+
+def section_attendance_sheet(
+    *, section: Section, date: datetime.date, period: int = 0
+) -> list[AttendanceSheetRow]:
+    """The roster with any attendance already recorded for that day (two queries)."""
+    roster = section_roster(section=section, on=date)
+    existing = {
+        r.student_id: r
+        for r in AttendanceRecord.objects.filter(
+            student__in=[s.pk for s in roster], date=date, period=period
+        )
+    }
+    return [
+        AttendanceSheetRow(
+            student=s,
+            status=existing[s.pk].status if s.pk in existing else AttendanceRecord.Status.PRESENT,
+            note=existing[s.pk].note if s.pk in existing else "",
+        )
+        for s in roster
+    ]
+
+
+@dataclass
+class GradeSheetRow:
+    student: Student
+    score: Decimal | None
+    comment: str
+
+
+def assessment_grade_sheet(*, assessment: Assessment) -> list[GradeSheetRow]:
+    roster = section_roster(section=assessment.section)
+    grades = {g.student_id: g for g in Grade.objects.filter(assessment=assessment)}
+    return [
+        GradeSheetRow(
+            student=s,
+            score=grades[s.pk].score if s.pk in grades else None,
+            comment=grades[s.pk].comment if s.pk in grades else "",
+        )
+        for s in roster
+    ]
+
+
+def guardian_contact_sheet(*, section: Section) -> list[tuple[Student, list[StudentGuardian]]]:
+    """Each student of the section with their guardians, primary contact first."""
+    roster = section_roster(section=section)
+    links: dict[int, list[StudentGuardian]] = {s.pk: [] for s in roster}
+    for link in (
+        StudentGuardian.objects.filter(student__in=list(links))
+        .select_related("guardian")
+        .order_by("-is_primary", "guardian__last_name")
+    ):
+        links[link.student_id].append(link)
+    return [(s, links[s.pk]) for s in roster]
+
+
+def section_list(*, access: SchoolAccess) -> QuerySet[Section]:
+    """Sections of the current academic year the user may see, with head counts."""
+    return (
+        access.sections()
+        .filter(academic_year__is_current=True)
+        .select_related("grade_level", "academic_year")
+        .annotate(
+            students=Count(
+                "enrollments", filter=Q(enrollments__ended_on__isnull=True), distinct=True
+            )
+        )
+        .order_by("grade_level__order", "name")
+    )

@@ -1,0 +1,359 @@
+"""Staff pages. Thin: parse the request, call one selector or service, render.
+
+Every object is looked up through `request.access` (students.tenancy), so an id from another
+school, or a student outside a teacher's sections, answers 404 as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from audit.services import audit_record
+
+from . import csv_io, reports, selectors, services
+from .forms import (
+    AttendanceDateForm,
+    AttendanceSheetForm,
+    GradeSheetForm,
+    StudentFilterForm,
+    StudentImportForm,
+)
+from .models import Assessment, GradeLevel, Student, Term
+from .tenancy import SESSION_KEY, SchoolAccess
+
+View = Callable[..., HttpResponseBase]
+
+
+def school_view(perm: str | None = None) -> Callable[[View], View]:
+    """Require a logged-in user working in a school, optionally with a permission there.
+    The view receives the `SchoolAccess` as its second argument."""
+
+    def decorate(view: View) -> View:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            access = request.access  # type: ignore[attr-defined]
+            if not access:
+                raise PermissionDenied("Your account is not assigned to any school.")
+            if perm and not access.has_perm(perm):
+                raise PermissionDenied("Your role does not allow this.")
+            return view(
+                request, access._wrapped if hasattr(access, "_wrapped") else access, *args, **kwargs
+            )
+
+        return wrapper
+
+    return decorate
+
+
+@school_view()
+def dashboard(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    figures = selectors.dashboard_figures_get(school=access.school)
+    return render(request, "students/dashboard.html", {"figures": figures})
+
+
+@require_POST
+@school_view()
+def switch_school(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    try:
+        school_id = int(request.POST.get("school", ""))
+    except ValueError:
+        school_id = 0
+    if school_id not in {s.pk for s in access.schools}:
+        raise PermissionDenied("You do not work at that school.")
+    request.session[SESSION_KEY] = school_id
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = reverse("students:dashboard")
+    # Object pages of the old school would 404 in the new one: land on the dashboard.
+    return redirect(reverse("students:dashboard") if "/students/" in target else target)
+
+
+@school_view("students.view_student")
+def student_list(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    form = StudentFilterForm(
+        request.GET or None,
+        grade_levels=GradeLevel.objects.for_school(access.school),
+        sections=selectors.section_list(access=access),
+    )
+    filters: dict[str, Any] = {"status": Student.Status.ACTIVE}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = {
+            "search": data["q"],
+            "grade_level_id": data["grade_level"].pk if data["grade_level"] else None,
+            "section_id": data["section"].pk if data["section"] else None,
+            "status": data["status"] or None,
+        }
+    students = selectors.student_list(access=access, **filters)
+    page = Paginator(students, settings.STUDENTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "students/student_list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+        },
+    )
+
+
+@school_view("students.view_student")
+def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    try:
+        profile = selectors.student_profile_get(access=access, student_id=pk)
+    except Student.DoesNotExist:
+        return render(request, "404.html", status=404)
+    # FERPA: a school must be able to say who has seen a child's record.
+    audit_record(actor=request.user, action="view", target=profile.student)
+    return render(request, "students/student_detail.html", {"profile": profile})
+
+
+@school_view("students.view_grade")
+def report_card(request: HttpRequest, access: SchoolAccess, pk: int, term_pk: int) -> HttpResponse:
+    student = get_object_or_404(access.students(), pk=pk)
+    term = get_object_or_404(Term.objects.for_school(access.school), pk=term_pk)
+    card = reports.report_card_data(student=student, term=term)
+    pdf = reports.report_card_pdf(card)
+    audit_record(
+        actor=request.user,
+        action="report_card_download",
+        target=student,
+        changes={"term": term.name},
+    )
+    filename = f"report-card-{student.student_number}-{term.name}.pdf".replace(" ", "-")
+    return FileResponse(
+        io.BytesIO(pdf), as_attachment=True, filename=filename, content_type="application/pdf"
+    )
+
+
+@school_view("students.view_student")
+def student_export(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    students = access.students().order_by("last_name", "first_name", "id")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = (
+        f'attachment; filename="students-{access.school.code}-{stamp}.csv"'
+    )
+    count = csv_io.student_csv_export(students=students, out=response)
+    audit_record(
+        actor=request.user,
+        action="export",
+        target=access.school,
+        changes={"what": "students.csv", "rows": count},
+    )
+    return response
+
+
+def _import_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "imports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@require_http_methods(["GET", "POST"])
+@school_view("students.add_student")
+def student_import(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    """Step 1 uploads and dry-runs the file; step 2 (`apply`) imports it all or nothing."""
+    session_key = f"student_import:{access.school.pk}"
+    if request.method == "POST" and "apply" in request.POST:
+        token = request.session.get(session_key)
+        stored = _import_dir() / f"{token}.csv" if token else None
+        if not stored or not stored.exists() or request.POST.get("token") != token:
+            messages.error(request, "That import has expired. Upload the file again.")
+            return redirect("students:student_import")
+        plan = csv_io.student_import_parse(school=access.school, data=stored.read_bytes())
+        try:
+            result = csv_io.student_import_apply(
+                school=access.school, plan=plan, actor=request.user
+            )
+        except (ValueError, ValidationError) as exc:
+            messages.error(request, f"Nothing was imported: {exc}")
+            return render(
+                request,
+                "students/student_import.html",
+                {
+                    "form": StudentImportForm(),
+                    "plan": plan,
+                    "token": None,
+                },
+            )
+        finally:
+            stored.unlink(missing_ok=True)
+            request.session.pop(session_key, None)
+        messages.success(
+            request, f"Imported: {result.created} students created, {result.updated} updated."
+        )
+        return redirect("students:student_list")
+
+    form = StudentImportForm(request.POST or None, request.FILES or None)
+    plan = token = None
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        if upload.size > settings.IMPORT_MAX_BYTES:
+            form.add_error(
+                "file", f"The file is larger than {settings.IMPORT_MAX_BYTES // 1_048_576} MB."
+            )
+        else:
+            data = upload.read()
+            plan = csv_io.student_import_parse(school=access.school, data=data)
+            if plan.ok:
+                token = uuid.uuid4().hex
+                (_import_dir() / f"{token}.csv").write_bytes(data)
+                request.session[session_key] = token
+    return render(
+        request, "students/student_import.html", {"form": form, "plan": plan, "token": token}
+    )
+
+
+@school_view("students.view_section")
+def section_list(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    return render(
+        request, "students/section_list.html", {"sections": selectors.section_list(access=access)}
+    )
+
+
+@school_view("students.view_section")
+def section_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    section = get_object_or_404(
+        access.sections().select_related("grade_level", "academic_year"), pk=pk
+    )
+    roster = selectors.section_roster(section=section)
+    assessments = (
+        Assessment.objects.filter(section=section)
+        .select_related("subject", "term")
+        .order_by("-term__starts_on", "subject__name", "due_on")
+    )
+    teachers = section.teacher_links.select_related("staff__user").all()
+    return render(
+        request,
+        "students/section_detail.html",
+        {
+            "section": section,
+            "roster": roster,
+            "assessments": assessments,
+            "teachers": teachers,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@school_view("students.add_attendancerecord")
+def attendance_take(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    section = get_object_or_404(access.sections(), pk=pk)
+    date_form = AttendanceDateForm(
+        request.GET if "date" in request.GET else {"date": timezone.localdate()}
+    )
+    date = date_form.cleaned_data["date"] if date_form.is_valid() else timezone.localdate()
+    rows = selectors.section_attendance_sheet(section=section, date=date)
+    form = AttendanceSheetForm(request.POST or None, rows=rows)
+    if request.method == "POST" and date_form.is_valid() and form.is_valid():
+        marks = {
+            pk: services.AttendanceMark(status=s, note=n) for pk, (s, n) in form.marks().items()
+        }
+        try:
+            services.attendance_record_bulk(
+                section=section, date=date, marks=marks, actor=request.user
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            absent = sum(1 for s, _n in form.marks().values() if s == "absent")
+            messages.success(
+                request,
+                f"Attendance saved for {section.name} on {date:%A %d %B}: "
+                f"{len(marks)} students, {absent} absent.",
+            )
+            return redirect(f"{reverse('students:attendance_take', args=[section.pk])}?date={date}")
+    return render(
+        request,
+        "students/attendance_take.html",
+        {
+            "section": section,
+            "date_form": date_form,
+            "date": date,
+            "form": form,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@school_view("students.change_grade")
+def grades_enter(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    assessment = get_object_or_404(
+        Assessment.objects.filter(section__in=access.sections()).select_related(
+            "section", "subject", "term"
+        ),
+        pk=pk,
+    )
+    rows = selectors.assessment_grade_sheet(assessment=assessment)
+    form = GradeSheetForm(request.POST or None, rows=rows, max_score=assessment.max_score)
+    if request.method == "POST" and form.is_valid():
+        scores, cleared = form.entries()
+        try:
+            services.grade_record_bulk(
+                assessment=assessment,
+                actor=request.user,
+                entries={
+                    pk: services.GradeEntry(score=s, comment=c) for pk, (s, c) in scores.items()
+                },
+            )
+            if cleared:
+                services.grade_delete_bulk(
+                    assessment=assessment, student_ids=cleared, actor=request.user
+                )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Grades saved for {assessment.name}: {len(scores)} scores.")
+            return redirect("students:grades_enter", pk=assessment.pk)
+    return render(request, "students/grades_enter.html", {"assessment": assessment, "form": form})
+
+
+@school_view("students.view_guardian")
+def guardian_contacts(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    section = get_object_or_404(access.sections().select_related("grade_level"), pk=pk)
+    sheet = selectors.guardian_contact_sheet(section=section)
+    audit_record(actor=request.user, action="view_contacts", target=section)
+    return render(request, "students/guardian_contacts.html", {"section": section, "sheet": sheet})
+
+
+@school_view("students.view_student")
+def roster_export(request: HttpRequest, access: SchoolAccess, pk: int, fmt: str) -> HttpResponse:
+    if fmt not in {"csv", "pdf"}:
+        raise Http404("Rosters are exported as .csv or .pdf.")
+    section = get_object_or_404(access.sections(), pk=pk)
+    name = f"roster-{access.school.code}-{section.name}".replace(" ", "-")
+    audit_record(
+        actor=request.user, action="export", target=section, changes={"what": f"roster.{fmt}"}
+    )
+    if fmt == "pdf":
+        return FileResponse(
+            io.BytesIO(reports.section_roster_pdf(section=section)),
+            as_attachment=True,
+            filename=f"{name}.pdf",
+            content_type="application/pdf",
+        )
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    reports.section_roster_csv(section=section, out=response)
+    return response
