@@ -19,7 +19,7 @@ lint:
 
 typecheck:
 	scripts/venv.sh requirements-dev.txt
-	.venv/bin/mypy .
+	SCHOOLHOUSE_TESTING=true .venv/bin/mypy .
 
 services:
 	scripts/ensure_services.sh

@@ -22,7 +22,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             return qs.none()
         if access.is_district_admin:
             return qs
-        return qs.for_school(access.school)
+        return qs.filter(school_id=access.school.pk)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

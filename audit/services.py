@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import models
 
 from .context import current_origin
 from .models import AuditEvent
 
+# Whoever acts: a logged-in user, an anonymous visitor, or None for the system itself.
+Actor = User | AnonymousUser | None
+
+
+def as_user(actor: Actor) -> User | None:
+    """The acting account, or None when nobody is logged in (system jobs, anonymous)."""
+    return actor if isinstance(actor, User) else None
+
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor,
     action: str,
     target: models.Model | None = None,
     school_id: int | None = None,
@@ -29,7 +37,7 @@ def audit_record(
             if student_id is None and target._meta.label == "students.Student":
                 student_id = target.pk
     origin = current_origin()
-    real_actor = actor if actor is not None and actor.is_authenticated else None
+    real_actor = as_user(actor)
     return AuditEvent.objects.create(
         actor=real_actor,
         actor_repr=real_actor.get_username() if real_actor is not None else "system",

@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "==> ruff"
 ruff check .
 echo "==> mypy"
-mypy .
+SCHOOLHOUSE_TESTING=true mypy .
 echo "==> pytest"
 set +e
 python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --create-db "$@"

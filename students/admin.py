@@ -92,7 +92,6 @@ class SchoolScopedMixin:
 
 
 class SchoolScopedAdmin(SchoolScopedMixin, admin.ModelAdmin):
-    readonly_fields: tuple[str, ...] = ()
     list_per_page = 50
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class StudentsConfig(AppConfig):
     name = "students"
     verbose_name = "School records"
+
+    def ready(self) -> None:
+        from .roles import roles_sync_after_migrate
+
+        # After every migrate (and every flush of a test database) the role groups exist
+        # and carry the permissions students/roles.py gives them.
+        post_migrate.connect(roles_sync_after_migrate, dispatch_uid="students.roles_sync")

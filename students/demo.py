@@ -333,7 +333,7 @@ def _school(
     roster: dict[int, list[Student]] = {s.pk: [] for s in sections}
     enrollments = []
     for i, student in enumerate(student_rows):
-        options = sections_by_level[student.grade_level_id]
+        options = sections_by_level[levels[i % len(levels)].pk]
         section = options[(i // len(levels)) % len(options)]
         roster[section.pk].append(student)
         enrollments.append(
@@ -412,9 +412,8 @@ def _school(
                     school=school,
                     assessment=assessment,
                     student=student,
-                    score=(assessment.max_score * Decimal(str(round(share, 2)))).quantize(
-                        Decimal("0.5")
-                    ),
+                    # Marks in half points, as teachers give them.
+                    score=Decimal(round(float(assessment.max_score) * share * 2)) / 2,
                     max_score=assessment.max_score,
                     updated_at=now,
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
@@ -38,8 +38,8 @@ class StudentFilterForm(forms.Form):
 
     def __init__(self, *args: Any, grade_levels: Any, sections: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["grade_level"].queryset = grade_levels
-        self.fields["section"].queryset = sections
+        cast(forms.ModelChoiceField, self.fields["grade_level"]).queryset = grade_levels
+        cast(forms.ModelChoiceField, self.fields["section"]).queryset = sections
 
 
 class AttendanceDateForm(forms.Form):
@@ -107,7 +107,7 @@ class GradeSheetForm(forms.Form):
                 max_digits=6,
                 initial=row.score,
                 label=row.student.full_name,
-                widget=forms.NumberInput(attrs={"step": "0.5", "inputmode": "decimal"}),
+                widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
             )
             self.fields[f"comment_{pk}"] = forms.CharField(
                 required=False,

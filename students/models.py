@@ -54,7 +54,7 @@ class SchoolOwned(models.Model):
     class Meta:
         abstract = True
 
-    def _check_same_school(self, **related: models.Model | None) -> None:
+    def _check_same_school(self, **related: SchoolOwned | None) -> None:
         """Refuse links across schools; a foreign key alone cannot express that."""
         errors = {
             name: f"This {name.replace('_', ' ')} belongs to another school."
@@ -289,7 +289,7 @@ class Student(SchoolOwned):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = StudentQuerySet.as_manager()
+    objects = StudentQuerySet.as_manager()  # type: ignore[misc]
 
     class Meta:
         ordering = ["last_name", "first_name", "id"]

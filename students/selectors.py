@@ -187,8 +187,9 @@ def student_search(qs: QuerySet[Student], term: str) -> QuerySet[Student]:
             f"({_STUDENT_FTS} @@ to_tsquery('simple', %s)) "
             f"OR ({_STUDENT_TRGM} LIKE %s) "
             f"OR ({_STUDENT_TRGM} %% lower(%s)) "
+            "OR (students_student.student_number ILIKE %s) "
             f"OR {_GUARDIAN_MATCH}",
-            (prefix_query, like, term, term, like),
+            (prefix_query, like, term, _like_pattern(term)[1:], term, like),
             output_field=BooleanField(),
         )
         similarity = RawSQL(f"similarity({_STUDENT_TRGM}, lower(%s))", (term,))  # noqa: S611
@@ -300,11 +301,20 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
     for grade in grades:
         term = grade.assessment.term
         by_term.setdefault(term.pk, (term, []))[1].append(grade)
-    terms = list(Term.objects.for_school(access.school).filter(academic_year=year)) if year else []
+    # Report cards exist for terms that have begun.
+    terms = (
+        list(
+            Term.objects.for_school(access.school).filter(
+                academic_year=year, starts_on__lte=timezone.localdate()
+            )
+        )
+        if year
+        else []
+    )
     return StudentProfile(
         student=student,
-        guardian_links=student.links,  # type: ignore[attr-defined]
-        enrollments=student.enrollment_list,  # type: ignore[attr-defined]
+        guardian_links=student.links,  # type: ignore[attr-defined,arg-type]
+        enrollments=student.enrollment_list,  # type: ignore[attr-defined,arg-type]
         attendance_counts=counts,
         attendance_rate=_rate(present, total),
         recent_attendance=recent,

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record, model_changes
+from audit.services import Actor, as_user, audit_record, model_changes
 
 from .cache import school_cache_bump
 from .models import (
@@ -30,8 +30,6 @@ from .models import (
     StudentGuardian,
 )
 from .tenancy import ROLE_GROUPS
-
-User = AbstractBaseUser
 
 STUDENT_EDITABLE_FIELDS = [
     "student_number",
@@ -54,22 +52,22 @@ STUDENT_EDITABLE_FIELDS = [
 
 @transaction.atomic
 def staff_member_create(
-    *, school: School, user: AbstractBaseUser, role: str, title: str = "", actor: User | None
+    *, school: School, user: User, role: str, title: str = "", actor: Actor
 ) -> StaffMember:
     """Give a user a role at a school; the role's group carries its permissions."""
     member = StaffMember(school=school, user=user, role=role, title=title)
     member.full_clean()
     member.save()
-    user.groups.add(Group.objects.get(name=ROLE_GROUPS[role]))  # type: ignore[attr-defined]
-    if role == StaffMember.Role.SCHOOL_ADMIN and not user.is_staff:  # type: ignore[attr-defined]
-        user.is_staff = True  # type: ignore[attr-defined]  # school admins use the admin console
+    user.groups.add(Group.objects.get(name=ROLE_GROUPS[role]))
+    if role == StaffMember.Role.SCHOOL_ADMIN and not user.is_staff:
+        user.is_staff = True  # school admins use the admin console
         user.save(update_fields=["is_staff"])
     audit_record(actor=actor, action="role_grant", target=member, changes={"role": [None, role]})
     return member
 
 
 @transaction.atomic
-def student_create(*, school: School, actor: User | None, **fields: Any) -> Student:
+def student_create(*, school: School, actor: Actor, **fields: Any) -> Student:
     student = Student(school=school, **fields)
     student.full_clean()
     student.save()
@@ -79,7 +77,7 @@ def student_create(*, school: School, actor: User | None, **fields: Any) -> Stud
 
 
 @transaction.atomic
-def student_update(*, student: Student, actor: User | None, **fields: Any) -> Student:
+def student_update(*, student: Student, actor: Actor, **fields: Any) -> Student:
     before = {name: getattr(student, name) for name in STUDENT_EDITABLE_FIELDS}
     for name, value in fields.items():
         if name not in STUDENT_EDITABLE_FIELDS:
@@ -102,7 +100,7 @@ def guardian_link(
     relationship: str,
     is_primary: bool = False,
     can_pick_up: bool = True,
-    actor: User | None,
+    actor: Actor,
 ) -> StudentGuardian:
     link = StudentGuardian(
         school_id=student.school_id,
@@ -120,7 +118,7 @@ def guardian_link(
 
 @transaction.atomic
 def student_enrol(
-    *, student: Student, section: Section, actor: User | None, on: datetime.date | None = None
+    *, student: Student, section: Section, actor: Actor, on: datetime.date | None = None
 ) -> Enrollment:
     """Enrol a student in a section, ending any open enrollment of the same academic year."""
     on = on or timezone.localdate()
@@ -153,7 +151,7 @@ def attendance_record_bulk(
     section: Section,
     date: datetime.date,
     marks: Mapping[int, AttendanceMark],
-    actor: User | None,
+    actor: Actor,
     period: int = 0,
 ) -> list[AttendanceRecord]:
     """Record (or correct) a section's attendance for one date and period in one statement.
@@ -185,7 +183,7 @@ def attendance_record_bulk(
                 period=period,
                 status=mark.status,
                 note=mark.note[:200],
-                recorded_by=actor,
+                recorded_by=as_user(actor),
                 recorded_at=timezone.now(),
             )
         )
@@ -216,7 +214,7 @@ class GradeEntry:
 
 @transaction.atomic
 def grade_record_bulk(
-    *, assessment: Assessment, entries: Mapping[int, GradeEntry], actor: User | None
+    *, assessment: Assessment, entries: Mapping[int, GradeEntry], actor: Actor
 ) -> list[Grade]:
     """Record the scores of an assessment; the database refuses any outside 0..max."""
     roster = set(
@@ -239,7 +237,7 @@ def grade_record_bulk(
                 score=entry.score,
                 max_score=assessment.max_score,
                 comment=entry.comment[:300],
-                recorded_by=actor,
+                recorded_by=as_user(actor),
                 updated_at=timezone.now(),
             )
         )
@@ -257,9 +255,7 @@ def grade_record_bulk(
 
 
 @transaction.atomic
-def grade_delete_bulk(
-    *, assessment: Assessment, student_ids: Iterable[int], actor: User | None
-) -> int:
+def grade_delete_bulk(*, assessment: Assessment, student_ids: Iterable[int], actor: Actor) -> int:
     deleted, _ = Grade.objects.filter(
         assessment=assessment, student_id__in=list(student_ids)
     ).delete()
@@ -272,7 +268,7 @@ def grade_delete_bulk(
 
 
 @transaction.atomic
-def assessment_save(*, assessment: Assessment, actor: User | None) -> Assessment:
+def assessment_save(*, assessment: Assessment, actor: Actor) -> Assessment:
     """Create or change an assessment, keeping its grades' copy of the maximum in step."""
     assessment.full_clean()
     creating = assessment.pk is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
+from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import QuerySet
 
 from .models import School, Section, StaffMember, Student
@@ -35,7 +35,7 @@ SESSION_KEY = "current_school_id"
 class SchoolAccess:
     """A user working in one school in one role."""
 
-    user: AbstractBaseUser
+    user: User
     school: School
     role: str
     staff: StaffMember | None = None
@@ -80,7 +80,7 @@ class SchoolAccess:
         qs = Student.objects.for_school(self.school)
         if self.is_teacher:
             # A teacher always has a StaffMember row (resolve_access builds it from one).
-            qs = qs.taught_by(self.staff)  # type: ignore[arg-type]
+            qs = qs.taught_by(self.staff)  # type: ignore[arg-type,attr-defined]
         return qs
 
     def sections(self) -> QuerySet[Section]:
@@ -90,17 +90,17 @@ class SchoolAccess:
         return qs
 
 
-def is_district_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+def is_district_admin(user: User | AnonymousUser) -> bool:
     if not user.is_authenticated:
         return False
     return bool(
         getattr(user, "is_superuser", False)
-        or user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()  # type: ignore[attr-defined]
+        or user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()
     )
 
 
 def resolve_access(
-    user: AbstractBaseUser | AnonymousUser, requested_school_id: int | None
+    user: User | AnonymousUser, requested_school_id: int | None
 ) -> SchoolAccess | None:
     """The access for `user`, in the requested school when allowed, else their first school."""
     if not user.is_authenticated or not user.is_active:

@@ -129,7 +129,9 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
 
 
 @school_view("students.view_grade")
-def report_card(request: HttpRequest, access: SchoolAccess, pk: int, term_pk: int) -> HttpResponse:
+def report_card(
+    request: HttpRequest, access: SchoolAccess, pk: int, term_pk: int
+) -> HttpResponseBase:
     student = get_object_or_404(access.students(), pk=pk)
     term = get_object_or_404(Term.objects.for_school(access.school), pk=term_pk)
     card = reports.report_card_data(student=student, term=term)
@@ -338,7 +340,9 @@ def guardian_contacts(request: HttpRequest, access: SchoolAccess, pk: int) -> Ht
 
 
 @school_view("students.view_student")
-def roster_export(request: HttpRequest, access: SchoolAccess, pk: int, fmt: str) -> HttpResponse:
+def roster_export(
+    request: HttpRequest, access: SchoolAccess, pk: int, fmt: str
+) -> HttpResponseBase:
     if fmt not in {"csv", "pdf"}:
         raise Http404("Rosters are exported as .csv or .pdf.")
     section = get_object_or_404(access.sections(), pk=pk)

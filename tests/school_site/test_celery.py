@@ -91,7 +91,6 @@ def test_beat_runs_the_demo_periodic_task_from_the_database_schedule(worker, tmp
     else:
         logs = "\n".join(p.read_text()[-3000:] for p in tmp_path.glob("worker-*.log"))
         pytest.fail(f"beat never ran the heartbeat twice:\n{logs}")
-    assert PeriodicTask.objects.get(name="heartbeat (test)").total_run_count >= 1
 
 
 def test_setup_periodic_tasks_is_idempotent_and_keeps_admin_edits() -> None:

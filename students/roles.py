@@ -1,0 +1,66 @@
+"""The role groups and their permissions, in one place.
+
+The data migration 0003 creates them; a `post_migrate` handler keeps them in step after
+every `migrate` and every test-database flush, so a permission added to a role here reaches
+existing deployments at their next deploy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHOOL_MODELS = [
+    "school", "academicyear", "term", "gradelevel", "subject", "staffmember", "section",
+    "sectionteacher", "student", "guardian", "studentguardian", "enrollment",
+    "attendancerecord", "assessment", "grade",
+]  # fmt: skip
+RECORD_MODELS = ["student", "guardian", "studentguardian", "enrollment"]
+CLASSROOM_MODELS = ["attendancerecord", "assessment", "grade"]
+READ_ONLY_BASICS = [
+    "school", "academicyear", "term", "gradelevel", "subject", "section", "student",
+    "guardian", "studentguardian", "enrollment",
+]  # fmt: skip
+
+
+def _perms(actions: list[str], models: list[str]) -> list[str]:
+    return [f"students.{action}_{model}" for model in models for action in actions]
+
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "District administrator": _perms(["view", "add", "change", "delete"], SCHOOL_MODELS)
+    + ["audit.view_auditevent"],
+    "School administrator": _perms(["view", "add", "change", "delete"], SCHOOL_MODELS[1:])
+    + ["students.view_school", "audit.view_auditevent"],
+    "Registrar": _perms(["view"], SCHOOL_MODELS)
+    + _perms(["add", "change"], RECORD_MODELS + ["section", "sectionteacher"])
+    + _perms(["add", "change"], CLASSROOM_MODELS),
+    "Teacher": _perms(["view"], READ_ONLY_BASICS)
+    + _perms(["view", "add", "change"], CLASSROOM_MODELS)
+    + ["students.delete_grade"],
+    "Auditor": _perms(["view"], SCHOOL_MODELS) + ["audit.view_auditevent"],
+}
+
+
+def roles_sync(apps: Any) -> None:
+    """Create the role groups and set their permissions (historical or real `apps`)."""
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    wanted = {code for codes in ROLE_PERMISSIONS.values() for code in codes}
+    by_code = {
+        f"{p.content_type.app_label}.{p.codename}": p
+        for p in permission_model.objects.select_related("content_type").filter(
+            content_type__app_label__in={c.split(".")[0] for c in wanted}
+        )
+    }
+    missing = wanted - set(by_code)
+    if missing:  # permissions are created after the models' migrations have run
+        return
+    for name, codes in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=name)
+        group.permissions.set([by_code[c] for c in codes])
+
+
+def roles_sync_after_migrate(sender: Any, apps: Any = None, **kwargs: Any) -> None:
+    from django.apps import apps as global_apps
+
+    roles_sync(apps or global_apps)
