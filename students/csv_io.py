@@ -26,16 +26,15 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import Actor, audit_record
 
 from .cache import school_cache_bump
 from .models import GradeLevel, Guardian, School, Student, StudentGuardian
@@ -172,7 +171,13 @@ class ImportFailed(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------
-def student_csv_export(*, students: QuerySet[Student], out: TextIO) -> int:
+class TextSink(Protocol):
+    """Anything with `write(str)`: an open text file, io.StringIO, or an HttpResponse."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def student_csv_export(*, students: QuerySet[Student], out: TextSink) -> int:
     """Write the students with their first two guardians (primary first) as CSV to `out`.
 
     The file starts with a UTF-8 byte order mark because Excel needs it to read UTF-8 (names
@@ -736,7 +741,8 @@ def _check_constraint_problems(instance: models.Model, checked: set[str]) -> dic
             value = getattr(instance, name, None)
             compare, words = _CHECK_OPERATORS[op]
             if value is not None and not compare(value, bound):
-                label = str(instance._meta.get_field(name).verbose_name).capitalize()
+                model_field = instance._meta.get_field(name)
+                label = str(getattr(model_field, "verbose_name", name)).capitalize()
                 problems[name] = f"{label} must be {words} {bound}."
     return problems
 
@@ -809,7 +815,7 @@ def _resolve_guardians(
 # Import: the apply
 # ---------------------------------------------------------------------------------------------
 def student_import_apply(
-    *, school: School, plan: ImportPlan, actor: AbstractBaseUser | AnonymousUser | None
+    *, school: School, plan: ImportPlan, actor: Actor
 ) -> ImportResult:
     """Write a checked plan in one transaction: every row is saved, or none is.
 
@@ -846,7 +852,7 @@ def student_import_apply(
 
 
 def _apply(
-    school: School, plan: ImportPlan, actor: AbstractBaseUser | AnonymousUser | None
+    school: School, plan: ImportPlan, actor: Actor
 ) -> ImportResult:
     numbers = [row.student_number for row in plan.rows]
     # Rows locked now cannot change until commit. New numbers cannot be locked (no row yet);

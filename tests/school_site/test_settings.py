@@ -151,3 +151,31 @@ def test_check_deploy_is_clean_with_production_values(tmp_path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "System check identified no issues" in out.stdout
+
+
+def test_logs_are_one_json_object_a_line(tmp_path) -> None:
+    script = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('schoolhouse.test').warning('backup finished', extra={'run': 7})"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(
+            DEBUG="false",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            SCHOOLHOUSE_TESTING=None,
+            LOG_FORMAT="json",
+            LOG_LEVEL="INFO",
+            SCHOOLHOUSE_ENV_FILE="/nonexistent",
+            SCHOOLHOUSE_VAR_DIR=str(tmp_path / "var"),
+        ),
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["message"] == "backup finished"
+    assert record["level"] == "WARNING" and record["logger"] == "schoolhouse.test"
+    assert record["run"] == 7 and "time" in record
