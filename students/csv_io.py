@@ -814,9 +814,7 @@ def _resolve_guardians(
 # ---------------------------------------------------------------------------------------------
 # Import: the apply
 # ---------------------------------------------------------------------------------------------
-def student_import_apply(
-    *, school: School, plan: ImportPlan, actor: Actor
-) -> ImportResult:
+def student_import_apply(*, school: School, plan: ImportPlan, actor: Actor) -> ImportResult:
     """Write a checked plan in one transaction: every row is saved, or none is.
 
     The students the plan touches are locked and compared with what the dry run saw, so a
@@ -851,9 +849,7 @@ def student_import_apply(
     return result
 
 
-def _apply(
-    school: School, plan: ImportPlan, actor: Actor
-) -> ImportResult:
+def _apply(school: School, plan: ImportPlan, actor: Actor) -> ImportResult:
     numbers = [row.student_number for row in plan.rows]
     # Rows locked now cannot change until commit. New numbers cannot be locked (no row yet);
     # a concurrent insert of one surfaces as the unique constraint's IntegrityError instead.

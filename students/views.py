@@ -178,37 +178,11 @@ def student_import(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
     """Step 1 uploads and dry-runs the file; step 2 (`apply`) imports it all or nothing."""
     session_key = f"student_import:{access.school.pk}"
     if request.method == "POST" and "apply" in request.POST:
-        token = request.session.get(session_key)
-        stored = _import_dir() / f"{token}.csv" if token else None
-        if not stored or not stored.exists() or request.POST.get("token") != token:
-            messages.error(request, "That import has expired. Upload the file again.")
-            return redirect("students:student_import")
-        plan = csv_io.student_import_parse(school=access.school, data=stored.read_bytes())
-        try:
-            result = csv_io.student_import_apply(
-                school=access.school, plan=plan, actor=request.user
-            )
-        except (ValueError, ValidationError) as exc:
-            messages.error(request, f"Nothing was imported: {exc}")
-            return render(
-                request,
-                "students/student_import.html",
-                {
-                    "form": StudentImportForm(),
-                    "plan": plan,
-                    "token": None,
-                },
-            )
-        finally:
-            stored.unlink(missing_ok=True)
-            request.session.pop(session_key, None)
-        messages.success(
-            request, f"Imported: {result.created} students created, {result.updated} updated."
-        )
-        return redirect("students:student_list")
+        return _student_import_apply(request, access, session_key)
 
     form = StudentImportForm(request.POST or None, request.FILES or None)
-    plan = token = None
+    plan: csv_io.ImportPlan | None = None
+    token: str | None = None
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         if upload.size > settings.IMPORT_MAX_BYTES:
@@ -225,6 +199,38 @@ def student_import(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
     return render(
         request, "students/student_import.html", {"form": form, "plan": plan, "token": token}
     )
+
+
+def _student_import_apply(
+    request: HttpRequest, access: SchoolAccess, session_key: str
+) -> HttpResponse:
+    """Step 2: re-read the checked file and import it in one transaction, or nothing."""
+    token = request.session.get(session_key)
+    stored = _import_dir() / f"{token}.csv" if token else None
+    if not stored or not stored.exists() or request.POST.get("token") != token:
+        messages.error(request, "That import has expired. Upload the file again.")
+        return redirect("students:student_import")
+    plan = csv_io.student_import_parse(school=access.school, data=stored.read_bytes())
+    try:
+        result = csv_io.student_import_apply(school=access.school, plan=plan, actor=request.user)
+    except (ValueError, ValidationError) as exc:
+        messages.error(request, f"Nothing was imported: {exc}")
+        return render(
+            request,
+            "students/student_import.html",
+            {
+                "form": StudentImportForm(),
+                "plan": plan,
+                "token": None,
+            },
+        )
+    finally:
+        stored.unlink(missing_ok=True)
+        request.session.pop(session_key, None)
+    messages.success(
+        request, f"Imported: {result.created} students created, {result.updated} updated."
+    )
+    return redirect("students:student_list")
 
 
 @school_view("students.view_section")

@@ -132,6 +132,15 @@ def _clear_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _same_fake_names(request) -> None:
+    """Faker's names differ per run unless seeded; a test that sees a surprising name
+    collision then fails every time, not one run in fifty."""
+    import factory.random
+
+    factory.random.reseed_random(request.node.nodeid)
+
+
 @pytest.fixture
 def today() -> datetime.date:
     from django.utils import timezone
