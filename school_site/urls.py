@@ -22,6 +22,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("students.urls")),
+    path("", include("files.urls")),
     path("", include("monitoring.urls")),
 ]
 
