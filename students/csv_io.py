@@ -201,7 +201,7 @@ def student_csv_export(*, students: QuerySet[Student], out: TextSink) -> int:
     writer.writerow(STUDENT_CSV_COLUMNS)
     count = 0
     for student in rows:
-        writer.writerow([_escape_cell(value) for value in _student_cells(student)])
+        writer.writerow([csv_cell(value) for value in _student_cells(student)])
         count += 1
     return count
 
@@ -245,8 +245,11 @@ def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def _escape_cell(value: str) -> str:
-    return "'" + value if value.startswith(_ESCAPED_STARTS) else value
+def csv_cell(value: object) -> str:
+    """A cell value no spreadsheet will run as a formula (OWASP "CSV injection"): a leading
+    quote goes before = + - @ tab CR, and before a quote, so the import can undo it exactly."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_ESCAPED_STARTS) else text
 
 
 def _import_cell(raw: str) -> str:

@@ -41,6 +41,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from .csv_io import csv_cell
 from .models import (
     Assessment,
     AttendanceRecord,
@@ -308,8 +309,6 @@ ROSTER_CSV_HEADER = [
     "guardian_email",
     "medical_notes",
 ]
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -340,11 +339,6 @@ def _section_roster_rows(*, section: Section) -> list[RosterRow]:
     return [RosterRow(student=s, guardian=s.contacts[0] if s.contacts else None) for s in students]
 
 
-def _csv_safe(value: object) -> str:
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
-
-
 def section_roster_csv(*, section: Section, out: SupportsWrite[str]) -> int:
     """Write the class roster as CSV to `out` (a file, or an HttpResponse) and return the
     number of students. Two queries whatever the class size.
@@ -359,7 +353,7 @@ def section_roster_csv(*, section: Section, out: SupportsWrite[str]) -> int:
         s, guardian = row.student, row.guardian.guardian if row.guardian else None
         writer.writerow(
             [
-                _csv_safe(v)
+                csv_cell(v)
                 for v in (
                     s.student_number,
                     s.last_name,
