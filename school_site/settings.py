@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "files",
     "backups",
     "monitoring",
+    "upgrade",
 ]
 
 MIDDLEWARE = [

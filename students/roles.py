@@ -41,14 +41,15 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
-def roles_sync(apps: Any) -> None:
-    """Create the role groups and set their permissions (historical or real `apps`)."""
+def roles_sync(apps: Any, using: str = "default") -> None:
+    """Create the role groups and set their permissions (historical or real `apps`) in the
+    database `using`."""
     group_model = apps.get_model("auth", "Group")
     permission_model = apps.get_model("auth", "Permission")
     wanted = {code for codes in ROLE_PERMISSIONS.values() for code in codes}
     by_code = {
         f"{p.content_type.app_label}.{p.codename}": p
-        for p in permission_model.objects.select_related("content_type").filter(
+        for p in permission_model.objects.using(using).select_related("content_type").filter(
             content_type__app_label__in={c.split(".")[0] for c in wanted}
         )
     }
@@ -56,11 +57,13 @@ def roles_sync(apps: Any) -> None:
     if missing:  # permissions are created after the models' migrations have run
         return
     for name, codes in ROLE_PERMISSIONS.items():
-        group, _ = group_model.objects.get_or_create(name=name)
+        group, _ = group_model.objects.using(using).get_or_create(name=name)
         group.permissions.set([by_code[c] for c in codes])
 
 
-def roles_sync_after_migrate(sender: Any, apps: Any = None, **kwargs: Any) -> None:
+def roles_sync_after_migrate(
+    sender: Any, apps: Any = None, using: str = "default", **kwargs: Any
+) -> None:
     from django.apps import apps as global_apps
 
-    roles_sync(apps or global_apps)
+    roles_sync(apps or global_apps, using=using)

@@ -16,13 +16,14 @@ def create_roles(apps, schema_editor):
     # Permissions are normally created after all migrations; make sure they exist now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True
-        create_permissions(app_config, verbosity=0, apps=apps)
+        create_permissions(app_config, verbosity=0, apps=apps, using=schema_editor.connection.alias)
         app_config.models_module = None
-    roles_sync(apps)
+    roles_sync(apps, using=schema_editor.connection.alias)
 
 
 def drop_roles(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=list(ROLE_PERMISSIONS)).delete()
+    groups = apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias)
+    groups.filter(name__in=list(ROLE_PERMISSIONS)).delete()
 
 
 class Migration(migrations.Migration):
