@@ -56,9 +56,15 @@ def roles_sync(apps: Any, using: str = "default") -> None:
     missing = wanted - set(by_code)
     if missing:  # permissions are created after the models' migrations have run
         return
+    managed_apps = {c.split(".")[0] for c in wanted}
     for name, codes in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.using(using).get_or_create(name=name)
-        group.permissions.set([by_code[c] for c in codes])
+        # Only this module's apps are managed here (other apps add their own permissions to
+        # the same groups), and unchanged rows stay: re-running migrate changes nothing.
+        current = set(group.permissions.filter(content_type__app_label__in=managed_apps))
+        target = {by_code[c] for c in codes}
+        group.permissions.remove(*(current - target))
+        group.permissions.add(*(target - current))
 
 
 def roles_sync_after_migrate(

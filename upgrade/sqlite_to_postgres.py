@@ -33,11 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.apps import apps
 from django.core.management import call_command
 from django.db import DatabaseError, connections, models, transaction
 
 CHUNK_ROWS = 20_000
+# COPY goes through the psycopg cursor itself, whose errors are not Django's.
+DB_ERRORS = (DatabaseError, psycopg.Error)
 # Rows Django's own migrations create on an empty target; the source's versions replace them.
 BOOKKEEPING_TABLES = {
     "django_content_type",
@@ -358,11 +361,8 @@ def _register_sqlite_alias(alias: str, path: Path) -> None:
 def _drop_alias(alias: str) -> None:
     if alias in connections.settings:
         connections[alias].close()
+        del connections[alias]
         del connections.settings[alias]
-        try:
-            delattr(connections._connections, alias)
-        except AttributeError:
-            pass
 
 
 def sqlite_snapshot(*, sqlite_path: Path, into: Path) -> Path:
@@ -507,7 +507,7 @@ def _copy_all(*, snapshot: Path, src: sqlite3.Connection, database: str,
                         # than a deferred trigger per row.
                         for table, definition in foreign_keys:
                             cursor.execute(f"ALTER TABLE {table} ADD {definition}")
-                except DatabaseError:
+                except DB_ERRORS:
                     report.rejected.extend(_dangling_references(cursor, plans))
                     if not report.rejected:
                         raise
@@ -629,7 +629,7 @@ def _copy_table(snapshot: Path, src: sqlite3.Connection, cursor: Any, plan: Tabl
                 result.source_rows += rows
                 progress.rows_copied(rows)
         dropped.extend(definition for _name, definition in indexes)
-    except (DatabaseError, sqlite3.Error, UnicodeError, ValueError) as exc:
+    except (*DB_ERRORS, sqlite3.Error, UnicodeError, ValueError) as exc:
         cursor.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")  # the indexes come back too
         report.rejected.extend(_diagnose(src, cursor, plan, exc))
     result.source_sha256 = digest.hexdigest()
@@ -685,7 +685,7 @@ def _diagnose(src: sqlite3.Connection, cursor: Any, plan: TablePlan,
         try:
             with cursor.copy(copy_sql) as copy:
                 copy.write("".join(line for _pk, line in lines))
-        except DatabaseError as exc:
+        except DB_ERRORS as exc:
             cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
             if len(lines) == 1:
                 rejected.append(RejectedRow(plan.table, lines[0][0], str(exc).splitlines()[0]))
