@@ -104,8 +104,11 @@ TEMPLATES = [
 # ---------------------------------------------------------------------------------------------
 # Database
 # ---------------------------------------------------------------------------------------------
+# An empty DATABASE_URL means "not set": the embedded SQLite database.
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    ),
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
@@ -266,7 +269,7 @@ ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]  # "Na
 # ---------------------------------------------------------------------------------------------
 # Celery
 # ---------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded mode: messages are files in var/broker, so no broker server is needed.
     _broker_dir = VAR_DIR / "broker"
@@ -280,9 +283,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 60 * 60}
-CELERY_RESULT_BACKEND = env.str(
-    "CELERY_RESULT_BACKEND",
-    default=REDIS_URL or f"file://{VAR_DIR / 'celery-results'}",
+CELERY_RESULT_BACKEND = (
+    env.str("CELERY_RESULT_BACKEND", default="")
+    or REDIS_URL
+    or f"file://{VAR_DIR / 'celery-results'}"
 )
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
