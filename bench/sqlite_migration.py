@@ -54,8 +54,9 @@ class Measured:
 def run_measured(args: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[float, float]:
     """Wall time and the peak summed RSS of the process and all its children."""
     started = time.monotonic()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     peak = 0
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout or []), daemon=True)
@@ -78,8 +79,16 @@ def run_measured(args: list[str], env: dict[str, str], cwd: Path = REPO) -> tupl
 
 def django_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update({"DEBUG": "true", "LOG_LEVEL": "WARNING", "SCHOOLHOUSE_ENV_FILE": "/nonexistent",
-                "REDIS_URL": "", "CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": ""})  # fmt: skip
+    env.update(
+        {
+            "DEBUG": "true",
+            "LOG_LEVEL": "WARNING",
+            "SCHOOLHOUSE_ENV_FILE": "/nonexistent",
+            "REDIS_URL": "",
+            "CELERY_BROKER_URL": "",
+            "CELERY_RESULT_BACKEND": "",
+        }
+    )
     env.update(extra)
     return env
 
@@ -89,8 +98,11 @@ def pg_url(db: str, user: str = "schoolhouse") -> str:
 
 
 def psql(sql: str, db: str = "postgres") -> None:
-    subprocess.run(["psql", "-q", "-h", PG["host"], "-U", "schoolhouse", "-d", db, "-c", sql],
-                   check=True, env={**os.environ, "PGPASSWORD": PG["password"]})  # fmt: skip
+    subprocess.run(
+        ["psql", "-q", "-h", PG["host"], "-U", "schoolhouse", "-d", db, "-c", sql],
+        check=True,
+        env={**os.environ, "PGPASSWORD": PG["password"]},
+    )
 
 
 def fresh_database(name: str) -> None:
@@ -100,8 +112,12 @@ def fresh_database(name: str) -> None:
 
 def count_rows(path: Path) -> int:
     db = sqlite3.connect(path)
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                                       "AND name NOT LIKE 'sqlite_%'")]  # fmt: skip
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
     total = sum(db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
     db.close()
     return total
@@ -109,22 +125,41 @@ def count_rows(path: Path) -> int:
 
 def build_sqlite(var: Path, schools: int, students: int) -> Path:
     env = django_env(SCHOOLHOUSE_VAR_DIR=str(var), DATABASE_URL="")
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env,
-                   check=True)  # fmt: skip
-    subprocess.run([PYTHON, "manage.py", "setup_periodic_tasks", "-v0"], cwd=REPO, env=env,
-                   check=True)  # fmt: skip
-    subprocess.run([PYTHON, "manage.py", "seed_demo", "--schools", str(schools), "--students",
-                    str(students)], cwd=REPO, env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True
+    )
+    subprocess.run(
+        [PYTHON, "manage.py", "setup_periodic_tasks", "-v0"], cwd=REPO, env=env, check=True
+    )
+    subprocess.run(
+        [PYTHON, "manage.py", "seed_demo", "--schools", str(schools), "--students", str(students)],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
     return var / "db.sqlite3"
 
 
 def bench_ours(sqlite_path: Path, rows: int, workdir: Path) -> Measured:
     fresh_database("bench_upgrade_ours")
-    env = django_env(DATABASE_URL=pg_url("bench_upgrade_ours"), DB_POOL="false",
-                     SCHOOLHOUSE_VAR_DIR=str(workdir / "var-ours"))  # fmt: skip
-    seconds, rss = run_measured([PYTHON, "manage.py", "migrate_from_sqlite", "--sqlite-path",
-                                 str(sqlite_path), "--backup-dir", str(workdir / "bak"),
-                                 "-v0"], env)  # fmt: skip
+    env = django_env(
+        DATABASE_URL=pg_url("bench_upgrade_ours"),
+        DB_POOL="false",
+        SCHOOLHOUSE_VAR_DIR=str(workdir / "var-ours"),
+    )
+    seconds, rss = run_measured(
+        [
+            PYTHON,
+            "manage.py",
+            "migrate_from_sqlite",
+            "--sqlite-path",
+            str(sqlite_path),
+            "--backup-dir",
+            str(workdir / "bak"),
+            "-v0",
+        ],
+        env,
+    )
     return Measured("migrate_from_sqlite (schema + copy + verify)", rows, seconds, rss)
 
 
@@ -141,19 +176,23 @@ def bench_pgloader(sqlite_path: Path, rows: int, workdir: Path) -> tuple[Measure
     if shutil.which("pgloader") is None:
         raise SystemExit("pgloader is not installed: apt-get install pgloader")
     fresh_database("bench_upgrade_pgloader")
-    env = django_env(DATABASE_URL=pg_url("bench_upgrade_pgloader"), DB_POOL="false",
-                     SCHOOLHOUSE_VAR_DIR=str(workdir / "var-pgl"))  # fmt: skip
-    schema_s, schema_rss = run_measured([PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
-                                        env)  # fmt: skip
+    env = django_env(
+        DATABASE_URL=pg_url("bench_upgrade_pgloader"),
+        DB_POOL="false",
+        SCHOOLHOUSE_VAR_DIR=str(workdir / "var-pgl"),
+    )
+    schema_s, schema_rss = run_measured([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], env)
     load = workdir / "load.pgl"
     load.write_text(PGLOADER.format(sqlite=sqlite_path, db="bench_upgrade_pgloader"))
-    seconds, rss = run_measured(["pgloader", "--no-ssl-cert-verification", str(load)],
-                                dict(os.environ))  # fmt: skip
+    seconds, rss = run_measured(
+        ["pgloader", "--no-ssl-cert-verification", str(load)], dict(os.environ)
+    )
     return (
         Measured("pgloader, data only (no verification)", rows, seconds, rss),
-        Measured("  (Django migrate for pgloader's schema, not counted above)", 0, schema_s,
-                 schema_rss),
-    )  # fmt: skip
+        Measured(
+            "  (Django migrate for pgloader's schema, not counted above)", 0, schema_s, schema_rss
+        ),
+    )
 
 
 def bench_dumpdata(workdir: Path, students: int) -> Measured:
@@ -161,18 +200,39 @@ def bench_dumpdata(workdir: Path, students: int) -> Measured:
     rows = count_rows(small)
     src_env = django_env(SCHOOLHOUSE_VAR_DIR=str(workdir / "var-small"), DATABASE_URL="")
     dump = workdir / "dump.json"
-    d_seconds, d_rss = run_measured([PYTHON, "manage.py", "dumpdata", "--natural-foreign",
-                                     "--exclude", "contenttypes", "--exclude",
-                                     "auth.permission", "-o", str(dump)], src_env)  # fmt: skip
+    d_seconds, d_rss = run_measured(
+        [
+            PYTHON,
+            "manage.py",
+            "dumpdata",
+            "--natural-foreign",
+            "--exclude",
+            "contenttypes",
+            "--exclude",
+            "auth.permission",
+            "-o",
+            str(dump),
+        ],
+        src_env,
+    )
     fresh_database("bench_upgrade_loaddata")
-    env = django_env(DATABASE_URL=pg_url("bench_upgrade_loaddata"), DB_POOL="false",
-                     SCHOOLHOUSE_VAR_DIR=str(workdir / "var-ld"))  # fmt: skip
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env,
-                   check=True)  # fmt: skip
+    env = django_env(
+        DATABASE_URL=pg_url("bench_upgrade_loaddata"),
+        DB_POOL="false",
+        SCHOOLHOUSE_VAR_DIR=str(workdir / "var-ld"),
+    )
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True
+    )
     psql("TRUNCATE auth_group CASCADE", "bench_upgrade_loaddata")
     l_seconds, l_rss = run_measured([PYTHON, "manage.py", "loaddata", str(dump)], env)
-    return Measured("dumpdata + loaddata (no verification)", rows, d_seconds + l_seconds,
-                    max(d_rss, l_rss), note=f"on a {rows:,}-row database")  # fmt: skip
+    return Measured(
+        "dumpdata + loaddata (no verification)",
+        rows,
+        d_seconds + l_seconds,
+        max(d_rss, l_rss),
+        note=f"on a {rows:,}-row database",
+    )
 
 
 def main() -> None:
@@ -181,10 +241,19 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--loaddata-students", type=int, default=300)
     parser.add_argument("--skip-loaddata", action="store_true")
+    parser.add_argument(
+        "--sqlite-path",
+        type=Path,
+        default=None,
+        help="Reuse this SQLite database instead of building one.",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-upgrade-"))
-    print(f"building the SQLite database in {workdir} ...", flush=True)
-    sqlite_path = build_sqlite(workdir / "var", args.schools, args.students)
+    if args.sqlite_path:
+        sqlite_path = args.sqlite_path.resolve()
+    else:
+        print(f"building the SQLite database in {workdir} ...", flush=True)
+        sqlite_path = build_sqlite(workdir / "var", args.schools, args.students)
     rows = count_rows(sqlite_path)
     size = sqlite_path.stat().st_size / 1_048_576
     print(f"{rows:,} rows, {size:,.0f} MB", flush=True)
@@ -193,15 +262,19 @@ def main() -> None:
         results.append(bench_dumpdata(workdir, args.loaddata_students))
     cpu = platform.processor() or platform.machine()
     mem = psutil.virtual_memory().total / 2**30
-    print(f"\nMachine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, PostgreSQL on loopback; "
-          f"SQLite source {rows:,} rows, {size:,.0f} MB\n")  # fmt: skip
+    print(
+        f"\nMachine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, PostgreSQL on loopback; "
+        f"SQLite source {rows:,} rows, {size:,.0f} MB\n"
+    )
     print("| method | rows | wall time | rows/s | peak RSS | note |")
     print("|---|---:|---:|---:|---:|---|")
     for r in results:
         rate = f"{r.rate:,.0f}" if r.rows else ""
         rows_cell = f"{r.rows:,}" if r.rows else ""
-        print(f"| {r.name} | {rows_cell} | {r.seconds:.1f} s | {rate} | "
-              f"{r.peak_rss_mb:,.0f} MB | {r.note} |")  # fmt: skip
+        print(
+            f"| {r.name} | {rows_cell} | {r.seconds:.1f} s | {rate} | "
+            f"{r.peak_rss_mb:,.0f} MB | {r.note} |"
+        )
     shutil.rmtree(workdir, ignore_errors=True)
     for db in ("bench_upgrade_ours", "bench_upgrade_pgloader", "bench_upgrade_loaddata"):
         psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

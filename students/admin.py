@@ -5,22 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from audit.services import audit_record
 
 from . import services
+from .forms import RolloverForm
 from .models import (
+    AbsenceAlert,
+    AbsenceAlertSettings,
     AcademicYear,
     Assessment,
     AttendanceRecord,
     Enrollment,
     Grade,
     GradeLevel,
+    GradeLevelChange,
     Guardian,
     School,
     Section,
@@ -28,9 +37,11 @@ from .models import (
     StaffMember,
     Student,
     StudentGuardian,
+    StudentMove,
     Subject,
     Term,
 )
+from .rollover import rollover_apply, rollover_plan
 from .tenancy import SchoolAccess
 
 
@@ -158,6 +169,71 @@ class AcademicYearAdmin(SchoolScopedAdmin):
     list_display = ("name", "school", "starts_on", "ends_on", "is_current")
     list_filter = ("school", "is_current")
     search_fields = ("name",)
+    actions = ["rollover_action"]
+
+    @admin.action(description="Roll over to the next year…", permissions=["add"])
+    def rollover_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one year to roll over.", messages.ERROR)
+            return None
+        return redirect("admin:students_academicyear_rollover", queryset.get().pk)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/rollover/",
+                self.admin_site.admin_view(self.rollover_view),
+                name="students_academicyear_rollover",
+            ),
+            *super().get_urls(),
+        ]
+
+    def rollover_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The wizard: fill in the new year, preview every change, then apply it at once."""
+        year = self.get_queryset(request).filter(pk=pk).select_related("school").first()
+        if year is None or not self.has_add_permission(request):
+            raise PermissionDenied
+        start, end = year.starts_on, year.ends_on
+        initial = {
+            "name": f"{start.year + 1}-{end.year + 1}",
+            "starts_on": start.replace(year=start.year + 1),
+            "ends_on": end.replace(year=end.year + 1),
+            "copy_sections": True,
+        }
+        form = RolloverForm(request.POST or None, initial=initial)
+        plan = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                plan = rollover_plan(
+                    school=year.school,
+                    from_year=year,
+                    name=form.cleaned_data["name"],
+                    starts_on=form.cleaned_data["starts_on"],
+                    ends_on=form.cleaned_data["ends_on"],
+                    copy_sections=form.cleaned_data["copy_sections"],
+                    exceptions=form.parse_exceptions(year.school),
+                )
+                if "apply" in request.POST:
+                    new_year = rollover_apply(plan=plan, actor=request.user)
+                    self.message_user(
+                        request,
+                        f"{year.school}: {new_year.name} is now the current year "
+                        f"({', '.join(f'{n} {k}' for k, n in plan.counts.items())}).",
+                        messages.SUCCESS,
+                    )
+                    return redirect("admin:students_academicyear_changelist")
+            except (ValidationError, forms.ValidationError) as exc:
+                form.add_error(None, exc)
+                plan = None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Roll over {year.school} from {year.name}",
+            "year": year,
+            "form": form,
+            "plan": plan,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/students/rollover.html", context)
 
 
 @admin.register(Term)
@@ -238,6 +314,13 @@ class StudentAdmin(SchoolScopedAdmin):
     list_select_related = ("grade_level", "school")
     readonly_fields = ("created_at", "updated_at")
     inlines = [StudentGuardianInline, EnrollmentInline]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A transferred student's record is the sending school's history: read-only.
+        if obj is not None and obj.status == Student.Status.TRANSFERRED:
+            return False
+        return super().has_change_permission(request, obj)
+
     fieldsets = (
         (None, {"fields": ("school", "student_number", "status", "grade_level", "admitted_on")}),
         ("Name", {"fields": ("first_name", "middle_name", "last_name", "preferred_name")}),
@@ -312,3 +395,49 @@ class GradeAdmin(SchoolScopedAdmin):
         obj.max_score = obj.assessment.max_score
         obj.recorded_by = request.user
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyHistoryAdmin(SchoolScopedAdmin):
+    """History rows are written by services (rollover, transfers, alerts), never by hand."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(GradeLevelChange)
+class GradeLevelChangeAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("student", "from_level", "to_level", "changed_on", "reason", "recorded_by")
+    list_filter = ("school", "reason", "changed_on")
+    search_fields = ("student__first_name", "student__last_name", "student__student_number")
+    list_select_related = ("student", "from_level", "to_level", "recorded_by")
+
+
+@admin.register(StudentMove)
+class StudentMoveAdmin(ReadOnlyHistoryAdmin):
+    list_display = ("student", "kind", "reason_code", "effective_on", "to_school", "recorded_by")
+    list_filter = ("school", "kind", "reason_code")
+    search_fields = ("student__first_name", "student__last_name", "student__student_number")
+    list_select_related = ("student", "to_school", "recorded_by")
+
+
+@admin.register(AbsenceAlert)
+class AbsenceAlertAdmin(ReadOnlyHistoryAdmin):
+    """The delivery log of absence e-mails."""
+
+    list_display = ("date", "student", "guardian", "email", "status", "sent_at", "error")
+    list_filter = ("school", "status", "date")
+    search_fields = ("student__last_name", "guardian__last_name", "email")
+    list_select_related = ("student", "guardian")
+    date_hierarchy = "date"
+
+
+@admin.register(AbsenceAlertSettings)
+class AbsenceAlertSettingsAdmin(SchoolScopedAdmin):
+    list_display = ("school", "enabled", "subject", "reply_to")
+    fields = ("school", "enabled", "subject", "body", "reply_to")

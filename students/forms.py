@@ -9,7 +9,7 @@ from typing import Any, cast
 from django import forms
 from django.utils import timezone
 
-from .models import AttendanceRecord, GradeLevel, Section, Student
+from .models import AttendanceRecord, GradeLevel, School, Section, Student, StudentMove
 from .selectors import AttendanceSheetRow, GradeSheetRow
 
 
@@ -142,3 +142,69 @@ class StudentImportForm(forms.Form):
         help_text="UTF-8 CSV with the columns of the export.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
+
+
+class StudentMoveForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=StudentMove.Kind.choices,
+        widget=forms.RadioSelect,
+        initial=StudentMove.Kind.TRANSFER,
+    )
+    to_school = forms.ModelChoiceField(
+        queryset=School.objects.none(), required=False, label="Receiving school"
+    )
+    effective_on = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}), label="Last day / transfer date"
+    )
+    reason_code = forms.ChoiceField(choices=StudentMove.ReasonCode.choices, label="Reason")
+    new_student_number = forms.CharField(
+        required=False, max_length=30, help_text="Leave blank to keep the same number."
+    )
+    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, schools: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["to_school"]).queryset = schools
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("kind") == StudentMove.Kind.TRANSFER and not data.get("to_school"):
+            self.add_error("to_school", "Choose the school the student moves to.")
+        return data
+
+
+class RolloverForm(forms.Form):
+    name = forms.CharField(max_length=40, label="New academic year", help_text="e.g. 2027-2028")
+    starts_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    ends_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    copy_sections = forms.BooleanField(
+        required=False, initial=True, label="Copy classes and their teachers"
+    )
+    exceptions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="One per line: student number, then retained, graduated or withdrawn. "
+        "Everyone else moves up a grade; the top grade graduates.",
+    )
+
+    def parse_exceptions(self, school: School) -> dict[int, str]:
+        """Student numbers to ids; every bad line is reported, none is guessed."""
+        wanted: dict[str, str] = {}
+        problems = []
+        for n, line in enumerate(self.cleaned_data.get("exceptions", "").splitlines(), 1):
+            parts = line.replace(",", " ").replace(":", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1].lower() not in {"retained", "graduated", "withdrawn"}:
+                problems.append(f"line {n}: write a student number and an outcome")
+                continue
+            wanted[parts[0]] = parts[1].lower()
+        found = dict(
+            Student.objects.for_school(school)
+            .filter(student_number__in=wanted)
+            .values_list("student_number", "pk")
+        )
+        problems += [f"no student {number}" for number in wanted if number not in found]
+        if problems:
+            raise forms.ValidationError("; ".join(problems))
+        return {found[number]: outcome for number, outcome in wanted.items()}

@@ -533,3 +533,162 @@ class Grade(SchoolOwned):
     @property
     def percent(self) -> Decimal:
         return (self.score / self.max_score * 100).quantize(Decimal("0.1"))
+
+
+class GradeLevelChange(SchoolOwned):
+    """History of a student's grade level: promotions at rollover and mid-year moves."""
+
+    class Reason(models.TextChoices):
+        PROMOTED = "promoted", "Promoted at year end"
+        RETAINED = "retained", "Retained at year end"
+        MID_YEAR = "mid_year", "Mid-year change"
+        GRADUATED = "graduated", "Graduated"
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="level_changes")
+    from_level = models.ForeignKey(
+        GradeLevel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    to_level = models.ForeignKey(
+        GradeLevel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    changed_on = models.DateField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    note = models.CharField(max_length=200, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_on", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.student}: {self.from_level} → {self.to_level} ({self.changed_on})"
+
+
+class StudentMove(SchoolOwned):
+    """A student leaving (withdrawal, transfer out, graduation) or arriving by transfer.
+
+    A transfer between two schools of the deployment creates the student's record at the
+    receiving school, linked to the old one: the receiving school sees the full history from
+    the transfer date on, the sending school keeps its record, read-only, for the period it
+    owned.
+    """
+
+    class Kind(models.TextChoices):
+        WITHDRAWAL = "withdrawal", "Withdrawal"
+        TRANSFER = "transfer", "Transfer to another school"
+
+    class ReasonCode(models.TextChoices):
+        FAMILY_MOVED = "moved", "Family moved"
+        OTHER_DISTRICT = "district", "Transfer to another district"
+        PRIVATE_SCHOOL = "private", "Private or independent school"
+        HOME_SCHOOLING = "home", "Home schooling"
+        WITHIN_DISTRICT = "internal", "Transfer within the district"
+        HEALTH = "health", "Health"
+        EXPELLED = "expelled", "Expelled"
+        OTHER = "other", "Other"
+
+    student = models.ForeignKey(Student, on_delete=models.PROTECT, related_name="moves")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason_code = models.CharField(max_length=20, choices=ReasonCode.choices)
+    effective_on = models.DateField()
+    to_school = models.ForeignKey(
+        School, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    new_record = models.OneToOneField(
+        Student, on_delete=models.PROTECT, null=True, blank=True, related_name="transferred_from"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-effective_on", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="withdrawal", to_school__isnull=True)
+                | Q(kind="transfer", to_school__isnull=False),
+                name="studentmove_transfer_has_destination",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.student} {self.get_kind_display()} on {self.effective_on}"
+
+
+class AbsenceAlertSettings(SchoolOwned):
+    """The absence e-mail a school sends guardians; its school administrator edits it."""
+
+    enabled = models.BooleanField(default=True)
+    subject = models.CharField(
+        max_length=200, default="{student_first_name} was absent from school on {date}"
+    )
+    body = models.TextField(
+        default=(
+            "Dear {guardian_name},\n\n"
+            "{student_name} was marked absent from {section} on {date}, and we have no "
+            "excuse on record.\n\nIf you know the reason, please call the school office at "
+            "{school_phone} or reply to this e-mail.\n\nThank you,\n{school_name}"
+        ),
+        help_text=(
+            "Placeholders: {guardian_name}, {student_name}, {student_first_name}, {date}, "
+            "{section}, {school_name}, {school_phone}."
+        ),
+    )
+    reply_to = models.EmailField(blank=True)
+
+    class Meta:
+        verbose_name = "absence alert settings"
+        verbose_name_plural = "absence alert settings"
+        constraints = [
+            models.UniqueConstraint(fields=["school"], name="absencealertsettings_one_per_school")
+        ]
+
+    def __str__(self) -> str:
+        return f"Absence alerts of {self.school_id}"
+
+    def clean(self) -> None:
+        from .absence_alerts import template_check
+
+        errors = {}
+        for name in ("subject", "body"):
+            try:
+                template_check(getattr(self, name))
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+
+
+class AbsenceAlert(SchoolOwned):
+    """One e-mail to one guardian about one day's absence: the delivery log, and (through
+    its unique constraint) the guarantee of at most one message per student per day."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    student = models.ForeignKey(Student, on_delete=models.CASCADE, related_name="absence_alerts")
+    guardian = models.ForeignKey(Guardian, on_delete=models.CASCADE, related_name="+")
+    date = models.DateField()
+    email = models.EmailField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["student", "guardian", "date"], name="absencealert_once_per_day"
+            ),
+        ]
+        indexes = [models.Index(fields=["school", "date"], name="absencealert_school_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.student} {self.date} → {self.email} ({self.status})"

@@ -10,16 +10,48 @@ from __future__ import annotations
 from typing import Any
 
 SCHOOL_MODELS = [
-    "school", "academicyear", "term", "gradelevel", "subject", "staffmember", "section",
-    "sectionteacher", "student", "guardian", "studentguardian", "enrollment",
-    "attendancerecord", "assessment", "grade",
-]  # fmt: skip
-RECORD_MODELS = ["student", "guardian", "studentguardian", "enrollment"]
+    "school",
+    "academicyear",
+    "term",
+    "gradelevel",
+    "subject",
+    "staffmember",
+    "section",
+    "sectionteacher",
+    "student",
+    "guardian",
+    "studentguardian",
+    "enrollment",
+    "attendancerecord",
+    "assessment",
+    "grade",
+    "gradelevelchange",
+    "studentmove",
+    "absencealertsettings",
+    "absencealert",
+]
+RECORD_MODELS = [
+    "student",
+    "guardian",
+    "studentguardian",
+    "enrollment",
+    "gradelevelchange",
+    "studentmove",
+]
 CLASSROOM_MODELS = ["attendancerecord", "assessment", "grade"]
 READ_ONLY_BASICS = [
-    "school", "academicyear", "term", "gradelevel", "subject", "section", "student",
-    "guardian", "studentguardian", "enrollment",
-]  # fmt: skip
+    "school",
+    "academicyear",
+    "term",
+    "gradelevel",
+    "subject",
+    "section",
+    "student",
+    "guardian",
+    "studentguardian",
+    "enrollment",
+    "gradelevelchange",
+]
 
 
 def _perms(actions: list[str], models: list[str]) -> list[str]:
@@ -49,9 +81,9 @@ def roles_sync(apps: Any, using: str = "default") -> None:
     wanted = {code for codes in ROLE_PERMISSIONS.values() for code in codes}
     by_code = {
         f"{p.content_type.app_label}.{p.codename}": p
-        for p in permission_model.objects.using(using).select_related("content_type").filter(
-            content_type__app_label__in={c.split(".")[0] for c in wanted}
-        )
+        for p in permission_model.objects.using(using)
+        .select_related("content_type")
+        .filter(content_type__app_label__in={c.split(".")[0] for c in wanted})
     }
     missing = wanted - set(by_code)
     if missing:  # permissions are created after the models' migrations have run

@@ -414,3 +414,77 @@ def section_list(*, access: SchoolAccess) -> QuerySet[Section]:
         )
         .order_by("grade_level__order", "name")
     )
+
+
+@dataclass
+class MissingAttendanceRow:
+    section: Section
+    missing: list[datetime.date]
+
+
+def sections_missing_attendance(
+    *, access: SchoolAccess, days: list[datetime.date]
+) -> list[MissingAttendanceRow]:
+    """Classes of the current year with students enrolled but no attendance taken, per school
+    day (two queries whatever the number of classes and days)."""
+    sections = list(
+        access.sections()
+        .filter(academic_year__is_current=True, enrollments__ended_on__isnull=True)
+        .select_related("grade_level")
+        .distinct()
+        .order_by("grade_level__order", "name")
+    )
+    taken = set(
+        AttendanceRecord.objects.filter(section__in=sections, date__in=days)
+        .values_list("section_id", "date")
+        .distinct()
+    )
+    rows = []
+    for section in sections:
+        missing = [day for day in days if (section.pk, day) not in taken]
+        if missing:
+            rows.append(MissingAttendanceRow(section=section, missing=missing))
+    return rows
+
+
+def recent_school_days(*, until: datetime.date, count: int) -> list[datetime.date]:
+    """The last `count` weekdays up to and including `until`, oldest first."""
+    days: list[datetime.date] = []
+    day = until
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day -= datetime.timedelta(days=1)
+    return days[::-1]
+
+
+@dataclass
+class RecordSummary:
+    """A student's record at one school, read-only: shown to the school they moved to."""
+
+    student: Student
+    enrollments: list[Enrollment]
+    attendance_counts: dict[str, int]
+    grades: list[Grade]
+
+
+def student_record_summary(*, student: Student) -> RecordSummary:
+    counts = {status: 0 for status in AttendanceRecord.Status.values}
+    for row in (
+        AttendanceRecord.objects.filter(student=student).values("status").annotate(n=Count("id"))
+    ):
+        counts[row["status"]] = row["n"]
+    return RecordSummary(
+        student=student,
+        enrollments=list(
+            Enrollment.objects.filter(student=student)
+            .select_related("section", "academic_year")
+            .order_by("-started_on")
+        ),
+        attendance_counts=counts,
+        grades=list(
+            Grade.objects.filter(student=student)
+            .select_related("assessment__subject", "assessment__term")
+            .order_by("assessment__term__starts_on", "assessment__subject__name")
+        ),
+    )

@@ -78,6 +78,11 @@ def student_create(*, school: School, actor: Actor, **fields: Any) -> Student:
 
 @transaction.atomic
 def student_update(*, student: Student, actor: Actor, **fields: Any) -> Student:
+    if student.status == Student.Status.TRANSFERRED:
+        # The record now belongs to the period this school owned: it stays as it was.
+        raise ValidationError(
+            "This student transferred to another school; the record is read-only."
+        )
     before = {name: getattr(student, name) for name in STUDENT_EDITABLE_FIELDS}
     for name, value in fields.items():
         if name not in STUDENT_EDITABLE_FIELDS:
@@ -196,6 +201,10 @@ def attendance_record_bulk(
     counts: dict[str, int] = {}
     for mark in marks.values():
         counts[mark.status] = counts.get(mark.status, 0) + 1
+    if any(mark.status == AttendanceRecord.Status.ABSENT for mark in marks.values()):
+        from .absence_alerts import absence_alerts_queue
+
+        absence_alerts_queue(section=section, date=date)
     audit_record(
         actor=actor,
         action="attendance_take",

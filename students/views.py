@@ -27,15 +27,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import audit_record
 
-from . import csv_io, reports, selectors, services
+from . import csv_io, moves, reports, selectors, services
 from .forms import (
     AttendanceDateForm,
     AttendanceSheetForm,
     GradeSheetForm,
     StudentFilterForm,
     StudentImportForm,
+    StudentMoveForm,
 )
-from .models import Assessment, GradeLevel, Student, Term
+from .models import Assessment, GradeLevel, School, Student, StudentMove, Term
 from .tenancy import SESSION_KEY, SchoolAccess
 
 View = Callable[..., HttpResponseBase]
@@ -125,7 +126,11 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
         return render(request, "404.html", status=404)
     # FERPA: a school must be able to say who has seen a child's record.
     audit_record(actor=request.user, action="view", target=profile.student)
-    return render(request, "students/student_detail.html", {"profile": profile})
+    earlier = [
+        selectors.student_record_summary(student=record)
+        for record in moves.earlier_records(student=profile.student, on=timezone.localdate())
+    ]
+    return render(request, "students/student_detail.html", {"profile": profile, "earlier": earlier})
 
 
 @school_view("students.view_grade")
@@ -367,3 +372,58 @@ def roster_export(
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     reports.section_roster_csv(section=section, out=response)
     return response
+
+
+@school_view("students.view_attendancerecord")
+def missing_attendance(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
+    date_form = AttendanceDateForm(
+        request.GET if "date" in request.GET else {"date": timezone.localdate()}
+    )
+    until = date_form.cleaned_data["date"] if date_form.is_valid() else timezone.localdate()
+    days = selectors.recent_school_days(until=until, count=5)
+    rows = selectors.sections_missing_attendance(access=access, days=days)
+    return render(
+        request,
+        "students/missing_attendance.html",
+        {"rows": rows, "days": days, "date_form": date_form},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@school_view("students.add_studentmove")
+def student_move(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    """Withdraw a student, or transfer them to another school of the district."""
+    student = get_object_or_404(access.students().filter(status=Student.Status.ACTIVE), pk=pk)
+    schools = School.objects.filter(is_active=True).exclude(pk=access.school.pk)
+    form = StudentMoveForm(request.POST or None, schools=schools)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data["kind"] == StudentMove.Kind.TRANSFER:
+                move = moves.student_transfer(
+                    student=student,
+                    to_school=data["to_school"],
+                    effective_on=data["effective_on"],
+                    reason_code=data["reason_code"],
+                    note=data["note"],
+                    new_student_number=data["new_student_number"] or None,
+                    actor=request.user,
+                )
+                when = f"{move.effective_on:%d %B %Y}"
+                messages.success(
+                    request, f"{student.full_name} transfers to {move.to_school} on {when}."
+                )
+            else:
+                moves.student_withdraw(
+                    student=student,
+                    effective_on=data["effective_on"],
+                    reason_code=data["reason_code"],
+                    note=data["note"],
+                    actor=request.user,
+                )
+                messages.success(request, f"{student.full_name} is withdrawn.")
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("students:student_detail", pk=student.pk)
+    return render(request, "students/student_move.html", {"student": student, "form": form})

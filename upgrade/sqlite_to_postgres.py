@@ -54,20 +54,40 @@ NULL = "\\N"
 # Per-column rendering in PostgreSQL's canonical COPY text form
 # --------------------------------------------------------------------------------------------
 INTEGER_TYPES = {
-    "AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
-    "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
     "PositiveSmallIntegerField",
-}  # fmt: skip
-TEXT_TYPES = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "FilePathField",
-              "FileField", "ImageField"}  # fmt: skip
+}
+TEXT_TYPES = {
+    "CharField",
+    "TextField",
+    "SlugField",
+    "EmailField",
+    "URLField",
+    "FilePathField",
+    "FileField",
+    "ImageField",
+}
 
 
 def _sql_text(col: str) -> str:
     # The escapes PostgreSQL's COPY TO emits, so what we send equals what it returns. Most
     # values contain none of those characters: one GLOB scan spares them seven replace()s.
     expr = f"replace({col}, '\\', '\\\\')"
-    for char, escape in ((9, "\\t"), (10, "\\n"), (13, "\\r"), (8, "\\b"), (12, "\\f"),
-                         (11, "\\v")):  # fmt: skip
+    for char, escape in (
+        (9, "\\t"),
+        (10, "\\n"),
+        (13, "\\r"),
+        (8, "\\b"),
+        (12, "\\f"),
+        (11, "\\v"),
+    ):
         expr = f"replace({expr}, char({char}), '{escape}')"
     special = "'*[' || char(92, 9, 10, 13, 8, 12, 11) || ']*'"
     return f"(CASE WHEN {col} GLOB {special} THEN {expr} ELSE {col} END)"
@@ -112,9 +132,14 @@ def sql_expression(field: models.Field, col: str) -> str | None:
 
 def _escape(text: str) -> str:
     return (
-        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-        .replace("\r", "\\r").replace("\b", "\\b").replace("\f", "\\f").replace("\v", "\\v")
-    )  # fmt: skip
+        text.replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\b", "\\b")
+        .replace("\f", "\\f")
+        .replace("\v", "\\v")
+    )
 
 
 def _interval(microseconds: int) -> str:
@@ -193,7 +218,7 @@ class TablePlan:
 
     @property
     def columns(self) -> list[str]:
-        return [f.column for f in self.fields]
+        return [str(f.column) for f in self.fields]
 
     def quoted_columns(self) -> str:
         return ", ".join(f'"{c}"' for c in self.columns)
@@ -231,13 +256,19 @@ def table_plans() -> list[TablePlan]:
         python_columns = {
             i: python_renderer(f) for i, f in enumerate(fields) if sql_expression(f, "x") is None
         }
-        plans.append(TablePlan(
-            table=table, pk=pk.column, fields=fields,  # type: ignore[union-attr]
-            pk_is_text=pk.get_internal_type() in TEXT_TYPES,  # type: ignore[union-attr]
-            json_columns=[i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"],
-            python_columns=python_columns,
-            sequence=pk.get_internal_type() in {"AutoField", "BigAutoField", "SmallAutoField"},  # type: ignore[union-attr]
-        ))  # fmt: skip
+        plans.append(
+            TablePlan(
+                table=table,
+                pk=str(pk.column),  # type: ignore[union-attr]
+                fields=fields,
+                pk_is_text=pk.get_internal_type() in TEXT_TYPES,  # type: ignore[union-attr]
+                json_columns=[
+                    i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"
+                ],
+                python_columns=python_columns,
+                sequence=pk.get_internal_type() in {"AutoField", "BigAutoField", "SmallAutoField"},  # type: ignore[union-attr]
+            )
+        )
     return plans
 
 
@@ -263,10 +294,13 @@ def source_lines(src: sqlite3.Connection, plan: TablePlan) -> Iterator[list[str]
         lines = []
         for row in chunk:
             cells = [
-                NULL if (i in renderers and value is None)
-                else renderers[i](value) if i in renderers else value
+                NULL
+                if (i in renderers and value is None)
+                else renderers[i](value)
+                if i in renderers
+                else value
                 for i, value in enumerate(row)
-            ]  # fmt: skip
+            ]
             lines.append("\t".join(cells) + "\n")
         yield lines
 
@@ -437,13 +471,22 @@ def sqlite_migrate_to_postgres(
         finally:
             _drop_alias(alias)
         report = MigrationReport(
-            sqlite_path=str(sqlite_path), backup_path=str(backup_path) if backup_path else None,
-            database=database, dry_run=dry_run,
-        )  # fmt: skip
+            sqlite_path=str(sqlite_path),
+            backup_path=str(backup_path) if backup_path else None,
+            database=database,
+            dry_run=dry_run,
+        )
         src = sqlite3.connect(snapshot)
         try:
-            _copy_all(snapshot=snapshot, src=src, database=database, report=report,
-                      progress=progress, dry_run=dry_run, truncate=truncate)  # fmt: skip
+            _copy_all(
+                snapshot=snapshot,
+                src=src,
+                database=database,
+                report=report,
+                progress=progress,
+                dry_run=dry_run,
+                truncate=truncate,
+            )
         finally:
             src.close()
         report.seconds = time.monotonic() - started
@@ -456,9 +499,16 @@ class _Rollback(Exception):
     pass
 
 
-def _copy_all(*, snapshot: Path, src: sqlite3.Connection, database: str,
-              report: MigrationReport, progress: Progress, dry_run: bool,
-              truncate: bool) -> None:  # fmt: skip
+def _copy_all(
+    *,
+    snapshot: Path,
+    src: sqlite3.Connection,
+    database: str,
+    report: MigrationReport,
+    progress: Progress,
+    dry_run: bool,
+    truncate: bool,
+) -> None:
     connection = connections[database]
     try:
         # One transaction from the schema to the last check: PostgreSQL's DDL is
@@ -551,8 +601,9 @@ def _rendered_blocks(snapshot: Path, plan: TablePlan) -> Iterator[tuple[int, byt
                 block = "".join(lines).encode()
                 hashed = (
                     "".join(comparable(plan, line) for line in lines).encode()
-                    if plan.json_columns else block
-                )  # fmt: skip
+                    if plan.json_columns
+                    else block
+                )
                 results.put((len(lines), block, hashed))
             results.put(None)
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -602,9 +653,15 @@ def _plain_indexes(cursor: Any, table: str) -> list[tuple[str, str]]:
     return list(cursor.fetchall())
 
 
-def _copy_table(snapshot: Path, src: sqlite3.Connection, cursor: Any, plan: TablePlan,
-                report: MigrationReport, progress: Progress,
-                dropped: list[str]) -> TableResult:  # fmt: skip
+def _copy_table(
+    snapshot: Path,
+    src: sqlite3.Connection,
+    cursor: Any,
+    plan: TablePlan,
+    report: MigrationReport,
+    progress: Progress,
+    dropped: list[str],
+) -> TableResult:
     result = TableResult(table=plan.table)
     started = time.monotonic()
     try:
@@ -665,8 +722,9 @@ def _verify_table(cursor: Any, plan: TablePlan, result: TableResult) -> None:
 # --------------------------------------------------------------------------------------------
 # Finding every rejected row (the slow path, taken only after a failure)
 # --------------------------------------------------------------------------------------------
-def _diagnose(src: sqlite3.Connection, cursor: Any, plan: TablePlan,
-              first_error: Exception) -> list[RejectedRow]:  # fmt: skip
+def _diagnose(
+    src: sqlite3.Connection, cursor: Any, plan: TablePlan, first_error: Exception
+) -> list[RejectedRow]:
     """Name every row of the table that the decoder or PostgreSQL refuses.
 
     Rows are rendered one by one in Python (so bad UTF-8 is pinned to its row), sent in
@@ -754,7 +812,9 @@ def _dangling_references(cursor: Any, plans: list[TablePlan]) -> list[RejectedRo
                 f'WHERE c."{f.column}" IS NOT NULL AND p."{parent_col}" IS NULL LIMIT 1000'
             )
             for pk, value in cursor.fetchall():
-                rejected.append(RejectedRow(
-                    plan.table, str(pk), f"{f.column}={value} points at no row of {parent}"
-                ))  # fmt: skip
+                rejected.append(
+                    RejectedRow(
+                        plan.table, str(pk), f"{f.column}={value} points at no row of {parent}"
+                    )
+                )
     return rejected

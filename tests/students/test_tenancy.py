@@ -18,12 +18,34 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 # arguments fails `test_every_url_with_ids_is_covered` until it is added here.
 OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
     "students:student_detail": lambda w: {"pk": w.students[0].pk},
+    "students:student_move": lambda w: {"pk": w.students[0].pk},
     "students:report_card": lambda w: {"pk": w.students[0].pk, "term_pk": w.term.pk},
     "students:section_detail": lambda w: {"pk": w.section.pk},
     "students:attendance_take": lambda w: {"pk": w.section.pk},
     "students:guardian_contacts": lambda w: {"pk": w.section.pk},
     "students:roster_export": lambda w: {"pk": w.section.pk, "fmt": "csv"},
     "students:grades_enter": lambda w: {"pk": w.assessment.pk},
+    # Documents: a real upload for the world's first student (tests/files/factories.py).
+    "files:student_document_upload": lambda w: {"pk": w.students[0].pk},
+    "files:document_detail": lambda w: {
+        "pk": __import__("tests.files.factories", fromlist=["_"]).document_for_world(w).pk
+    },
+    "files:version_upload": lambda w: {
+        "pk": __import__("tests.files.factories", fromlist=["_"]).document_for_world(w).pk
+    },
+    "files:document_delete": lambda w: {
+        "pk": __import__("tests.files.factories", fromlist=["_"]).document_for_world(w).pk
+    },
+    "files:version_download": lambda w: {
+        "pk": __import__("tests.files.factories", fromlist=["_"])
+        .document_for_world(w)
+        .current_version_id
+    },
+    "files:version_restore": lambda w: {
+        "pk": __import__("tests.files.factories", fromlist=["_"])
+        .document_for_world(w)
+        .current_version_id
+    },
 }
 # URLs with arguments that are not school objects.
 NOT_SCHOOL_OBJECTS = {"admin:"}
@@ -144,6 +166,41 @@ def test_switching_school_is_only_for_schools_of_the_user(
 SCHOOL_MODELS = [m for m in admin.site._registry if m._meta.app_label == "students"]
 
 
+def make_history_rows(w: SchoolWorld) -> None:
+    """Rows of the models that only services write (rollover, moves, alerts)."""
+    import datetime
+
+    from students.models import (
+        AbsenceAlert,
+        AbsenceAlertSettings,
+        GradeLevelChange,
+        StudentMove,
+    )
+
+    pupil = w.students[0]
+    guardian = pupil.guardian_links.first().guardian
+    day = datetime.date(2026, 9, 1)
+    GradeLevelChange.objects.create(
+        school=w.school,
+        student=pupil,
+        from_level=w.level,
+        to_level=w.level,
+        changed_on=day,
+        reason="mid_year",
+    )
+    StudentMove.objects.create(
+        school=w.school,
+        student=w.outsider,
+        kind="withdrawal",
+        reason_code="moved",
+        effective_on=day,
+    )
+    AbsenceAlert.objects.get_or_create(
+        school=w.school, student=pupil, guardian=guardian, date=day, email="g@example.net"
+    )
+    AbsenceAlertSettings.objects.get_or_create(school=w.school)
+
+
 def other_school_object(model: type, w: SchoolWorld) -> object:
     from students.models import School
 
@@ -164,6 +221,8 @@ def test_admin_is_scoped_to_the_school(client, world, other_world, model) -> Non
         for w in (world, other_world):
             AttendanceRecordFactory(school=w.school, section=w.section, student=w.students[0])
             GradeFactory(school=w.school, assessment=w.assessment, student=w.students[0])
+    for w in (world, other_world):
+        make_history_rows(w)
     client.force_login(world.admin)
     opts = model._meta
     theirs = other_school_object(model, other_world)

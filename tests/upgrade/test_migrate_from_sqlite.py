@@ -79,8 +79,9 @@ def sqlite_source(tmp_path: Path) -> Path:
         DEMO_PASSWORD="upgrade-test-password",
     )
     for args in (["manage.py", "migrate", "--noinput"], ["-c", FILL]):
-        out = subprocess.run([PYTHON, *args], cwd=REPO, env=env, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+        out = subprocess.run(
+            [PYTHON, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     return tmp_path / "var" / "db.sqlite3"
 
@@ -116,11 +117,15 @@ def target() -> Iterator[str]:
 def source_alias(sqlite_source: Path) -> Iterator[str]:
     connections.settings["upgrade_source"] = {
         **connections.configure_settings(
-            {"default": {"ENGINE": "django.db.backends.dummy"},
-             "upgrade_source": {"ENGINE": "django.db.backends.sqlite3",
-                                "NAME": str(sqlite_source)}}
+            {
+                "default": {"ENGINE": "django.db.backends.dummy"},
+                "upgrade_source": {
+                    "ENGINE": "django.db.backends.sqlite3",
+                    "NAME": str(sqlite_source),
+                },
+            }
         )["upgrade_source"]
-    }  # fmt: skip
+    }
     try:
         yield "upgrade_source"
     finally:
@@ -142,8 +147,9 @@ def target_is_empty(alias: str) -> bool:
 
 
 def test_round_trip_gives_equal_data_in_every_table(sqlite_source, source_alias, target, tmp_path):
-    report = sqlite_migrate_to_postgres(sqlite_path=sqlite_source, database=target,
-                                        backup_dir=tmp_path / "before")  # fmt: skip
+    report = sqlite_migrate_to_postgres(
+        sqlite_path=sqlite_source, database=target, backup_dir=tmp_path / "before"
+    )
     assert report.committed and report.verified and not report.rejected
     assert Path(report.backup_path).exists()
     copied = {t.table: t for t in report.tables}
@@ -186,8 +192,9 @@ def test_rejected_rows_are_each_named_and_the_target_is_untouched(sqlite_source,
         )  # points at nothing
     db.close()
     with pytest.raises(MigrationFailed) as failure:
-        sqlite_migrate_to_postgres(sqlite_path=sqlite_source, database=target,
-                                   backup_dir=sqlite_source.parent)  # fmt: skip
+        sqlite_migrate_to_postgres(
+            sqlite_path=sqlite_source, database=target, backup_dir=sqlite_source.parent
+        )
     rejected = {(r.table, r.pk) for r in failure.value.report.rejected}
     assert ("students_student", str(student_id)) in rejected
     assert ("students_grade", str(grade_id)) in rejected
@@ -206,26 +213,39 @@ def test_dangling_foreign_keys_are_reported(sqlite_source, target):
         )
     db.close()
     with pytest.raises(MigrationFailed) as failure:
-        sqlite_migrate_to_postgres(sqlite_path=sqlite_source, database=target,
-                                   backup_dir=sqlite_source.parent)  # fmt: skip
+        sqlite_migrate_to_postgres(
+            sqlite_path=sqlite_source, database=target, backup_dir=sqlite_source.parent
+        )
     rows = failure.value.report.rejected
     assert [(r.table, r.pk) for r in rows] == [("students_enrollment", str(enrollment_id))]
     assert "999999" in rows[0].reason
     assert target_is_empty(target)
 
 
-def test_rerun_without_truncate_refuses_and_dry_run_changes_nothing(sqlite_source, target,
-                                                                    tmp_path):  # fmt: skip
+def test_rerun_without_truncate_refuses_and_dry_run_changes_nothing(
+    sqlite_source, target, tmp_path
+):
     dry = sqlite_migrate_to_postgres(sqlite_path=sqlite_source, database=target, dry_run=True)
     assert dry.verified and not dry.committed and dry.backup_path is None
     assert target_is_empty(target)
-    call_command("migrate_from_sqlite", sqlite_path=sqlite_source, database=target,
-                 backup_dir=tmp_path, verbosity=0)  # fmt: skip
+    call_command(
+        "migrate_from_sqlite",
+        sqlite_path=sqlite_source,
+        database=target,
+        backup_dir=tmp_path,
+        verbosity=0,
+    )
     with pytest.raises(CommandError, match="already holds data"):
-        call_command("migrate_from_sqlite", sqlite_path=sqlite_source, database=target,
-                     backup_dir=tmp_path, verbosity=0)  # fmt: skip
-    report = sqlite_migrate_to_postgres(sqlite_path=sqlite_source, database=target,
-                                        truncate=True, backup_dir=tmp_path)  # fmt: skip
+        call_command(
+            "migrate_from_sqlite",
+            sqlite_path=sqlite_source,
+            database=target,
+            backup_dir=tmp_path,
+            verbosity=0,
+        )
+    report = sqlite_migrate_to_postgres(
+        sqlite_path=sqlite_source, database=target, truncate=True, backup_dir=tmp_path
+    )
     assert report.committed and report.verified
 
 
@@ -239,10 +259,12 @@ def test_refuses_what_is_not_a_sqlite_database(tmp_path, target):
     with pytest.raises(MigrationRefused, match="not PostgreSQL"):
         connections.settings["not_pg"] = {
             **connections.configure_settings(
-                {"default": {"ENGINE": "django.db.backends.dummy"},
-                 "not_pg": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(bogus)}}
+                {
+                    "default": {"ENGINE": "django.db.backends.dummy"},
+                    "not_pg": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(bogus)},
+                }
             )["not_pg"]
-        }  # fmt: skip
+        }
         try:
             sqlite_migrate_to_postgres(sqlite_path=bogus, database="not_pg")
         finally:
