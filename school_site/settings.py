@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_celery_beat",
+    "health_check",  # django-health-check: its dashboard template; checks live in monitoring
     "audit",
     "students",
     "files",
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise, so static files are not timed; before sessions/auth, so their queries count.
+    "monitoring.middleware.RequestMonitoringMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -356,3 +359,325 @@ STUDENTS_PER_PAGE = env.int("STUDENTS_PER_PAGE", default=50)
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=10 * 1024 * 1024)
 # Password of the demo accounts `make run` creates; generated into var/ when unset.
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
+
+# ---------------------------------------------------------------------------------------------
+# --- Monitoring: health checks, slow queries, request and system metrics, alerts (monitoring/)
+# ---------------------------------------------------------------------------------------------
+# A second alias on the same database with a connection of its own. Slow-query records and the
+# per-minute request figures are written through it in autocommit, so they never run inside
+# (nor roll back with) the transaction of the request that produced them. No pool: it is used
+# a few times a minute. Its short connect timeout lets the database health check answer
+# quickly when PostgreSQL is down. Tests mirror it onto "default", so they see one database.
+MONITORING_DB_ALIAS = "monitoring"
+_monitoring_db = {
+    **_db,
+    "OPTIONS": {k: v for k, v in _db.get("OPTIONS", {}).items() if k != "pool"},
+    "TEST": {"MIRROR": "default"},
+}
+if USING_POSTGRES:
+    _monitoring_db["OPTIONS"]["connect_timeout"] = env.int(
+        "MONITORING_DB_CONNECT_TIMEOUT", default=3
+    )
+    _monitoring_db["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES[MONITORING_DB_ALIAS] = _monitoring_db
+
+# Slow queries: slower than this many milliseconds are recorded (0 turns recording off), a
+# fraction of them (sampling, 0..1) is kept, for so many days and at most so many rows.
+MONITORING_SLOW_QUERY_MS = env.float("MONITORING_SLOW_QUERY_MS", default=500.0)
+MONITORING_SLOW_QUERY_SAMPLE_RATE = env.float("MONITORING_SLOW_QUERY_SAMPLE_RATE", default=1.0)
+MONITORING_SLOW_QUERY_RETENTION_DAYS = env.int("MONITORING_SLOW_QUERY_RETENTION_DAYS", default=7)
+MONITORING_SLOW_QUERY_MAX_ROWS = env.int("MONITORING_SLOW_QUERY_MAX_ROWS", default=50_000)
+if not 0.0 <= MONITORING_SLOW_QUERY_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("MONITORING_SLOW_QUERY_SAMPLE_RATE must be between 0 and 1.")
+# Per-minute request figures are summed in each process and written every so many seconds or
+# requests, whichever comes first; kept for so many days. System samples: kept so many days.
+MONITORING_REQUEST_FLUSH_SECONDS = env.float("MONITORING_REQUEST_FLUSH_SECONDS", default=10.0)
+MONITORING_REQUEST_FLUSH_REQUESTS = env.int("MONITORING_REQUEST_FLUSH_REQUESTS", default=500)
+MONITORING_REQUEST_RETENTION_DAYS = env.int("MONITORING_REQUEST_RETENTION_DAYS", default=7)
+MONITORING_SAMPLE_RETENTION_DAYS = env.int("MONITORING_SAMPLE_RETENTION_DAYS", default=14)
+MONITORING_CPU_SAMPLE_SECONDS = env.float("MONITORING_CPU_SAMPLE_SECONDS", default=0.5)
+
+# /metrics (Prometheus) and the JSON of /health/ answer these client addresses or networks,
+# or a request carrying `Authorization: Bearer <MONITORING_METRICS_TOKEN>`. A request that came
+# through a proxy (X-Forwarded-For, X-Real-IP, Forwarded) is never trusted by address.
+MONITORING_METRICS_ALLOWED_IPS = env.list(
+    "MONITORING_METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"]
+)
+MONITORING_METRICS_TOKEN = env.str("MONITORING_METRICS_TOKEN", default="")
+try:
+    import ipaddress as _ipaddress
+
+    for _net in MONITORING_METRICS_ALLOWED_IPS:
+        _ipaddress.ip_network(_net, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"MONITORING_METRICS_ALLOWED_IPS: {_exc}") from None
+# Set it (for every gunicorn worker) to aggregate metrics across processes; it must exist.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory.")
+
+# Health checks. Readiness (/health/ready/) fails only on these; the others show on the
+# dashboard, in `monitor_system` and in alerts. Names as in monitoring/checks.py.
+MONITORING_CRITICAL_CHECKS = env.list(
+    "MONITORING_CRITICAL_CHECKS", default=["database", "migrations"]
+)
+_MONITORING_CHECK_NAMES = {
+    "database", "migrations", "cache", "storage", "celery", "celery_beat",
+    "disk", "memory", "backup", "db_pool",
+}  # fmt: skip
+if _unknown_checks := set(MONITORING_CRITICAL_CHECKS) - _MONITORING_CHECK_NAMES:
+    raise ImproperlyConfigured(f"MONITORING_CRITICAL_CHECKS: unknown {sorted(_unknown_checks)}")
+MONITORING_STORAGE_SKIP = env.list("MONITORING_STORAGE_SKIP", default=["staticfiles"])
+MONITORING_CELERY_PING_TIMEOUT = env.float("MONITORING_CELERY_PING_TIMEOUT", default=1.0)
+MONITORING_BEAT_MAX_AGE_SECONDS = env.int("MONITORING_BEAT_MAX_AGE_SECONDS", default=180)
+MONITORING_BACKUP_MAX_AGE_HOURS = env.float("MONITORING_BACKUP_MAX_AGE_HOURS", default=26.0)
+MONITORING_DISK_PATHS = env.list("MONITORING_DISK_PATHS", default=[str(MEDIA_ROOT), str(VAR_DIR)])
+MONITORING_DISK_WARN_PERCENT = env.float("MONITORING_DISK_WARN_PERCENT", default=80.0)
+MONITORING_MEMORY_WARN_PERCENT = env.float("MONITORING_MEMORY_WARN_PERCENT", default=90.0)
+MONITORING_DB_POOL_WARN_PERCENT = env.float("MONITORING_DB_POOL_WARN_PERCENT", default=80.0)
+
+# Alerts: e-mail to ADMINS, and a JSON POST to the webhook when set. One message when an
+# incident opens and one when it recovers.
+MONITORING_ALERT_DISK_PERCENT = env.float("MONITORING_ALERT_DISK_PERCENT", default=90.0)
+MONITORING_ALERT_ERROR_RATE_PERCENT = env.float("MONITORING_ALERT_ERROR_RATE_PERCENT", default=5.0)
+MONITORING_ALERT_ERROR_RATE_WINDOW_MINUTES = env.int(
+    "MONITORING_ALERT_ERROR_RATE_WINDOW_MINUTES", default=5
+)
+MONITORING_ALERT_ERROR_RATE_MIN_REQUESTS = env.int(
+    "MONITORING_ALERT_ERROR_RATE_MIN_REQUESTS", default=20
+)
+MONITORING_ALERT_WEBHOOK_URL = env.str("MONITORING_ALERT_WEBHOOK_URL", default="")
+MONITORING_ALERT_WEBHOOK_TIMEOUT = env.float("MONITORING_ALERT_WEBHOOK_TIMEOUT", default=5.0)
+if MONITORING_ALERT_WEBHOOK_URL and not MONITORING_ALERT_WEBHOOK_URL.startswith(
+    ("http://", "https://")
+):
+    raise ImproperlyConfigured("MONITORING_ALERT_WEBHOOK_URL must be an http(s):// URL.")
+# Alert and error e-mails start with this, so a mail filter can route them.
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[Schoolhouse] ")
+
+# ---------------------------------------------------------------------------------------------
+# --- Documents (files app): storage backend, uploads, encryption at rest, scanner, links
+# ---------------------------------------------------------------------------------------------
+# Where document content lives: local | s3 | gcs | hybrid (local disk first, a Celery task
+# copies each object to DOCUMENTS_HYBRID_CLOUD, reads fall back to the cloud copy).
+DOCUMENTS_STORAGE = env.str("DOCUMENTS_STORAGE", default="local").lower()
+if DOCUMENTS_STORAGE not in {"local", "s3", "gcs", "hybrid"}:
+    raise ImproperlyConfigured("DOCUMENTS_STORAGE must be local, s3, gcs or hybrid.")
+DOCUMENTS_HYBRID_CLOUD = env.str("DOCUMENTS_HYBRID_CLOUD", default="s3").lower()
+if DOCUMENTS_STORAGE == "hybrid" and DOCUMENTS_HYBRID_CLOUD not in {"s3", "gcs"}:
+    raise ImproperlyConfigured("DOCUMENTS_HYBRID_CLOUD must be s3 or gcs.")
+# Under MEDIA_ROOT so nginx's internal /protected-media/ location can send the files.
+DOCUMENTS_LOCAL_ROOT = Path(env.str("DOCUMENTS_LOCAL_ROOT", default=str(MEDIA_ROOT / "documents")))
+# Seconds a download link works. Short: the link is a bearer credential once it leaves us.
+DOCUMENTS_URL_TTL = env.int("DOCUMENTS_URL_TTL", default=300)
+if not 10 <= DOCUMENTS_URL_TTL <= 7 * 24 * 3600:  # S3 and GCS V4 allow at most 7 days
+    raise ImproperlyConfigured("DOCUMENTS_URL_TTL must be between 10 seconds and 7 days.")
+# Bounded calls to object storage, so an outage fails an upload in seconds, not minutes.
+DOCUMENTS_CLOUD_CONNECT_TIMEOUT = env.float("DOCUMENTS_CLOUD_CONNECT_TIMEOUT", default=5.0)
+DOCUMENTS_CLOUD_READ_TIMEOUT = env.float("DOCUMENTS_CLOUD_READ_TIMEOUT", default=120.0)
+DOCUMENTS_CLOUD_MAX_ATTEMPTS = env.int("DOCUMENTS_CLOUD_MAX_ATTEMPTS", default=3)
+
+
+def _documents_s3_options() -> dict:
+    bucket = env.str("DOCUMENTS_S3_BUCKET", default="")
+    if not bucket:
+        raise ImproperlyConfigured("DOCUMENTS_S3_BUCKET is required for S3 document storage.")
+    sse = env.str("DOCUMENTS_S3_SSE", default="AES256")
+    if sse not in {"AES256", "aws:kms", "none"}:
+        raise ImproperlyConfigured("DOCUMENTS_S3_SSE must be AES256, aws:kms or none.")
+    params = {} if sse == "none" else {"ServerSideEncryption": sse}
+    if sse == "aws:kms" and env.str("DOCUMENTS_S3_SSE_KMS_KEY_ID", default=""):
+        params["SSEKMSKeyId"] = env.str("DOCUMENTS_S3_SSE_KMS_KEY_ID")
+    return {
+        "bucket_name": bucket,
+        "region_name": env.str("DOCUMENTS_S3_REGION", default="") or None,
+        # MinIO, Ceph, Wasabi...: any S3-compatible endpoint.
+        "endpoint_url": env.str("DOCUMENTS_S3_ENDPOINT_URL", default="") or None,
+        # Empty: boto3's own chain (instance role, AWS_* variables, shared config).
+        "access_key": env.str("DOCUMENTS_S3_ACCESS_KEY_ID", default="") or None,
+        "secret_key": env.str("DOCUMENTS_S3_SECRET_ACCESS_KEY", default="") or None,
+        "location": env.str("DOCUMENTS_S3_PREFIX", default="documents"),
+        "addressing_style": env.str("DOCUMENTS_S3_ADDRESSING_STYLE", default="auto"),
+        "object_parameters": params,
+        "default_acl": None,  # private objects: bucket policy decides, never public-read
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "querystring_expire": DOCUMENTS_URL_TTL,
+        "connect_timeout": DOCUMENTS_CLOUD_CONNECT_TIMEOUT,
+        "read_timeout": DOCUMENTS_CLOUD_READ_TIMEOUT,
+        "max_attempts": DOCUMENTS_CLOUD_MAX_ATTEMPTS,
+    }
+
+
+def _documents_gcs_options() -> dict:
+    import datetime as _dt
+
+    bucket = env.str("DOCUMENTS_GCS_BUCKET", default="")
+    if not bucket:
+        raise ImproperlyConfigured("DOCUMENTS_GCS_BUCKET is required for GCS document storage.")
+    return {
+        "bucket_name": bucket,
+        "project_id": env.str("DOCUMENTS_GCS_PROJECT", default="") or None,
+        # Empty: Application Default Credentials (workload identity on GKE, metadata server).
+        "credentials_file": env.str("DOCUMENTS_GCS_CREDENTIALS_FILE", default=""),
+        # Without a key file, sign download URLs through the IAM signBlob API.
+        "iam_sign_blob": env.bool("DOCUMENTS_GCS_IAM_SIGN_BLOB", default=False),
+        "sa_email": env.str("DOCUMENTS_GCS_SERVICE_ACCOUNT", default="") or None,
+        "api_endpoint": env.str("DOCUMENTS_GCS_ENDPOINT", default=""),
+        "location": env.str("DOCUMENTS_GCS_PREFIX", default="documents"),
+        # Customer-managed key (CMEK); empty: Google-managed encryption, always on.
+        "kms_key_name": env.str("DOCUMENTS_GCS_KMS_KEY_NAME", default=""),
+        "default_acl": None,
+        "file_overwrite": False,
+        "querystring_auth": True,
+        "expiration": _dt.timedelta(seconds=DOCUMENTS_URL_TTL),
+        "timeout": DOCUMENTS_CLOUD_READ_TIMEOUT,
+        "retry_deadline": env.float("DOCUMENTS_GCS_RETRY_DEADLINE", default=30.0),
+    }
+
+
+_DOCUMENTS_LOCAL = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {
+        "location": str(DOCUMENTS_LOCAL_ROOT),
+        "base_url": None,
+        "file_permissions_mode": 0o640,
+        "directory_permissions_mode": 0o750,
+    },
+}
+_DOCUMENTS_CLOUD = {
+    "s3": lambda: {
+        "BACKEND": "files.storage.DocumentS3Storage",
+        "OPTIONS": _documents_s3_options(),
+    },
+    "gcs": lambda: {
+        "BACKEND": "files.storage.DocumentGoogleCloudStorage",
+        "OPTIONS": _documents_gcs_options(),
+    },
+}
+_storages: dict = STORAGES  # the same dict, typed loosely: its entries carry options of any type
+if DOCUMENTS_STORAGE == "local":
+    _storages["documents"] = _DOCUMENTS_LOCAL
+elif DOCUMENTS_STORAGE == "hybrid":
+    _storages["documents"] = _DOCUMENTS_LOCAL
+    _storages["documents_replica"] = _DOCUMENTS_CLOUD[DOCUMENTS_HYBRID_CLOUD]()
+else:
+    _storages["documents"] = _DOCUMENTS_CLOUD[DOCUMENTS_STORAGE]()
+
+# Uploads: only the streaming handler, which writes to disk in chunks while hashing, so no
+# upload is ever held in memory whole (a 1 GB upload keeps a worker's memory flat).
+FILE_UPLOAD_HANDLERS = ["files.uploads.HashingTemporaryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
+FILE_UPLOAD_TEMP_DIR = env.str("FILE_UPLOAD_TEMP_DIR", default=str(VAR_DIR / "uploads"))
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_PERMISSIONS = 0o640
+# Largest document accepted, in bytes (nginx's client_max_body_size allows 1100 MB).
+DOCUMENTS_MAX_UPLOAD_BYTES = env.int("DOCUMENTS_MAX_UPLOAD_BYTES", default=1024 * 1024 * 1024)
+# Temporary uploads older than this are a killed worker's leftovers; the hourly job removes them.
+DOCUMENTS_TEMP_MAX_AGE_HOURS = env.int("DOCUMENTS_TEMP_MAX_AGE_HOURS", default=6)
+# Days a document stays in the trash before the nightly purge deletes it and its content.
+DOCUMENTS_RETENTION_DAYS = env.int("DOCUMENTS_RETENTION_DAYS", default=30)
+DOCUMENTS_METADATA_CACHE_TIMEOUT = env.int("DOCUMENTS_METADATA_CACHE_TIMEOUT", default=300)
+
+# Sensitive documents on the local disk are sealed with Tink streaming AEAD (AES-256-GCM).
+# A JSON keyset (`python -c "from files.sealing import keyset_generate as k; print(k())"`),
+# or a file holding one. Unset: DEBUG/tests generate one into var/; production refuses to
+# store sensitive documents on the local disk until a keyset is given.
+DOCUMENTS_ENCRYPTION_KEYSET = env.str("DOCUMENTS_ENCRYPTION_KEYSET", default="")
+if not DOCUMENTS_ENCRYPTION_KEYSET and env.str("DOCUMENTS_ENCRYPTION_KEYSET_FILE", default=""):
+    DOCUMENTS_ENCRYPTION_KEYSET = Path(env.str("DOCUMENTS_ENCRYPTION_KEYSET_FILE")).read_text()
+if DOCUMENTS_ENCRYPTION_KEYSET:
+    import tink as _tink
+    from tink import secret_key_access as _ska
+    from tink import streaming_aead as _sa
+
+    _sa.register()
+    try:
+        _tink.json_proto_keyset_format.parse(DOCUMENTS_ENCRYPTION_KEYSET, _ska.TOKEN).primitive(
+            _sa.StreamingAead
+        )
+    except Exception as _exc:  # any parse failure means an unusable keyset
+        raise ImproperlyConfigured(
+            f"DOCUMENTS_ENCRYPTION_KEYSET is not a Tink streaming-AEAD keyset: {_exc}"
+        ) from _exc
+
+# Download of local files: empty streams through Django; under nginx set it to
+# /protected-media/documents/ and nginx sends the (non-sealed) file itself.
+DOCUMENTS_X_ACCEL_REDIRECT_PREFIX = env.str("DOCUMENTS_X_ACCEL_REDIRECT_PREFIX", default="")
+# Virus scanner: empty (off) or a dotted path such as files.scanning.ClamdScanner.
+DOCUMENTS_SCANNER = env.str("DOCUMENTS_SCANNER", default="")
+DOCUMENTS_CLAMD_ADDRESS = env.str("DOCUMENTS_CLAMD_ADDRESS", default="tcp://127.0.0.1:3310")
+DOCUMENTS_CLAMD_TIMEOUT = env.float("DOCUMENTS_CLAMD_TIMEOUT", default=120.0)
+
+# ---------------------------------------------------------------------------------------------
+# --- Backups (backups app): destinations, encryption key, compression, limits, alerts
+# ---------------------------------------------------------------------------------------------
+# Tink keyset (JSON, mode 0600) that encrypts every backup. Keep it OUT of the backup
+# destinations and in your secret store too: without it no backup can be restored.
+# `manage.py backup_keys create|rotate|show` manages it (README: "Backups and restore").
+BACKUP_KEYSET_PATH = Path(
+    env.str("BACKUP_KEYSET_PATH", default=str(VAR_DIR / "keys" / "backup-keyset.json"))
+)
+# Where each backup is written, all at once: any of local, s3, gcs (comma-separated).
+BACKUP_DESTINATIONS = env.list("BACKUP_DESTINATIONS", default=["local"])
+if not BACKUP_DESTINATIONS or set(BACKUP_DESTINATIONS) - {"local", "s3", "gcs"}:
+    raise ImproperlyConfigured("BACKUP_DESTINATIONS must list one or more of local, s3, gcs.")
+if len(set(BACKUP_DESTINATIONS)) != len(BACKUP_DESTINATIONS):
+    raise ImproperlyConfigured("BACKUP_DESTINATIONS names a destination twice.")
+BACKUP_LOCAL_DIR = Path(env.str("BACKUP_LOCAL_DIR", default=str(VAR_DIR / "backups")))
+BACKUP_S3_BUCKET = env.str("BACKUP_S3_BUCKET", default="")
+BACKUP_S3_PREFIX = env.str("BACKUP_S3_PREFIX", default="schoolhouse-backups/")
+BACKUP_S3_ENDPOINT_URL = env.str("BACKUP_S3_ENDPOINT_URL", default="")  # MinIO etc.; empty: AWS
+BACKUP_S3_REGION = env.str("BACKUP_S3_REGION", default="")
+# Empty: boto3's own credential chain (instance role, AWS_* variables, shared config).
+BACKUP_S3_ACCESS_KEY_ID = env.str("BACKUP_S3_ACCESS_KEY_ID", default="")
+BACKUP_S3_SECRET_ACCESS_KEY = env.str("BACKUP_S3_SECRET_ACCESS_KEY", default="")
+# Multipart part size: memory per S3 upload is about three parts. S3 needs at least 5 MiB.
+BACKUP_S3_PART_SIZE = env.int("BACKUP_S3_PART_SIZE", default=8 * 1024 * 1024)
+if BACKUP_S3_PART_SIZE < 5 * 1024 * 1024:
+    raise ImproperlyConfigured("BACKUP_S3_PART_SIZE must be at least 5 MiB (5242880).")
+BACKUP_GCS_BUCKET = env.str("BACKUP_GCS_BUCKET", default="")
+BACKUP_GCS_PREFIX = env.str("BACKUP_GCS_PREFIX", default="schoolhouse-backups/")
+BACKUP_GCS_PROJECT = env.str("BACKUP_GCS_PROJECT", default="")
+BACKUP_GCS_ENDPOINT_URL = env.str("BACKUP_GCS_ENDPOINT_URL", default="")  # emulator; empty: Google
+# Resumable-upload chunk: a multiple of 256 KiB.
+BACKUP_GCS_CHUNK_SIZE = env.int("BACKUP_GCS_CHUNK_SIZE", default=8 * 1024 * 1024)
+if BACKUP_GCS_CHUNK_SIZE % (256 * 1024):
+    raise ImproperlyConfigured("BACKUP_GCS_CHUNK_SIZE must be a multiple of 262144 (256 KiB).")
+for _dest, _bucket in (("s3", BACKUP_S3_BUCKET), ("gcs", BACKUP_GCS_BUCKET)):
+    if _dest in BACKUP_DESTINATIONS and not _bucket:
+        raise ImproperlyConfigured(
+            f"BACKUP_DESTINATIONS includes {_dest}: set BACKUP_{_dest.upper()}_BUCKET."
+        )
+# zstd level and worker threads (0: one per core). Level 1 measured smaller *and* faster
+# than level 3 on our dumps (BENCHMARKS.md, "Backups").
+BACKUP_ZSTD_LEVEL = env.int("BACKUP_ZSTD_LEVEL", default=1)
+BACKUP_ZSTD_THREADS = env.int("BACKUP_ZSTD_THREADS", default=0)
+if not 1 <= BACKUP_ZSTD_LEVEL <= 19:
+    raise ImproperlyConfigured("BACKUP_ZSTD_LEVEL must be between 1 and 19.")
+if BACKUP_ZSTD_THREADS == 0:
+    import os as _os
+
+    BACKUP_ZSTD_THREADS = _os.cpu_count() or 1
+BACKUP_PG_DUMP = env.str("BACKUP_PG_DUMP", default="pg_dump")
+BACKUP_PG_RESTORE = env.str("BACKUP_PG_RESTORE", default="pg_restore")
+# Where document objects are read for the media backup: a STORAGES alias and the
+# content-addressed prefixes under it (files.storage.content_key).
+BACKUP_MEDIA_STORAGE = env.str(
+    "BACKUP_MEDIA_STORAGE", default="documents" if "documents" in STORAGES else "default"
+)
+BACKUP_MEDIA_PREFIXES = env.list("BACKUP_MEDIA_PREFIXES", default=["sha256", "sealed"])
+# A backup task may run this long (seconds) before Celery stops it; the reaper fails a
+# `running` run older than this, or one whose heartbeat (stamped every
+# BACKUP_HEARTBEAT_SECONDS) is older than BACKUP_HEARTBEAT_TIMEOUT.
+BACKUP_TIME_LIMIT = env.int("BACKUP_TIME_LIMIT", default=6 * 60 * 60)
+BACKUP_HEARTBEAT_SECONDS = env.float("BACKUP_HEARTBEAT_SECONDS", default=15.0)
+BACKUP_HEARTBEAT_TIMEOUT = env.int("BACKUP_HEARTBEAT_TIMEOUT", default=5 * 60)
+if BACKUP_HEARTBEAT_TIMEOUT < 2 * BACKUP_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("BACKUP_HEARTBEAT_TIMEOUT must be at least twice the heartbeat.")
+# Failure alerts go by e-mail to ADMINS, and as a JSON POST here when set.
+BACKUP_ALERT_WEBHOOK_URL = env.str("BACKUP_ALERT_WEBHOOK_URL", default="")
+if BACKUP_ALERT_WEBHOOK_URL and not BACKUP_ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("BACKUP_ALERT_WEBHOOK_URL must be an http(s):// URL.")
+# Seconds an administrator's signed download link for a backup object stays valid.
+BACKUP_DOWNLOAD_LINK_MAX_AGE = env.int("BACKUP_DOWNLOAD_LINK_MAX_AGE", default=10 * 60)

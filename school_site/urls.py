@@ -24,6 +24,7 @@ urlpatterns = [
     path("", include("students.urls")),
     path("", include("files.urls")),
     path("", include("monitoring.urls")),
+    path("", include("backups.urls")),
 ]
 
 if settings.DEBUG_TOOLBAR:

@@ -64,4 +64,9 @@ redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null
 if ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium fonts-dejavu-core
 fi
+
+# --- libmagic: document uploads are typed from their bytes (python-magic) -------------------
+if ! ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1'; then
+  apt_install libmagic1
+fi
 echo "==> PostgreSQL, Redis and Chromium are ready"

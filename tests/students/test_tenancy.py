@@ -48,7 +48,8 @@ OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
     },
 }
 # URLs with arguments that are not school objects.
-NOT_SCHOOL_OBJECTS = {"admin:"}
+# (backups: a district-wide download behind a signed, expiring token, tested in tests/backups)
+NOT_SCHOOL_OBJECTS = {"admin:", "backups:"}
 
 
 def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:

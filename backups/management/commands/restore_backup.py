@@ -1,0 +1,113 @@
+"""Restore a database backup (and optionally the documents)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.models import BackupRun
+from backups.selectors import backup_run_resolve
+
+from ._progress import progress_bar
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a database backup: `restore_backup <id|latest>`. Without --target-database it "
+        "restores into a NEW database on the same server, migrates it forward, and only then "
+        "swaps it in for the live one (the old one is kept as <name>_before_restore_<time>). "
+        "With --target-database URL it restores into that database in one transaction. A "
+        "database that is not empty is never overwritten without --force. A backup made by a "
+        "newer release (migrations this code does not know) is refused. --media also restores "
+        "the documents of the newest media backup taken no later than the database backup "
+        "(or pass a media backup's id to restore documents only)."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("backup", help="Run id, or 'latest'.")
+        parser.add_argument(
+            "--target-database",
+            metavar="URL",
+            help="postgres://user:pass@host:port/name (or sqlite:///path): restore there instead.",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="Replace a database (or documents) that exist."
+        )
+        parser.add_argument(
+            "--media", action="store_true", help="Also restore documents from a media manifest."
+        )
+        parser.add_argument(
+            "--source",
+            choices=["local", "s3", "gcs"],
+            help=(
+                "Find the backup from the .json files beside the objects at this destination "
+                "instead of the database's run history (for when that database is lost)."
+            ),
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from backups.services import RestoreRefused, backup_restore, media_restore
+
+        verbose = options["verbosity"] > 0
+        ref = options["backup"]
+        if options["source"] and options["media"]:
+            raise CommandError(
+                "--media needs the run history: restore the database with --source first, then "
+                "run `restore_backup latest --media`."
+            )
+        if options["source"]:
+            from backups.selectors import backup_run_from_destination
+
+            run = backup_run_from_destination(ref, destination_name=options["source"])
+        else:
+            run = backup_run_resolve(ref)
+        if run is None:
+            raise CommandError(f"No backup {ref!r} to restore (see list_backups).")
+        media_run: BackupRun | None = None
+        if run.kind == BackupRun.Kind.MEDIA:
+            media_run, run = run, None  # type: ignore[assignment]
+        elif options["media"]:
+            media_run = (
+                BackupRun.objects.media()
+                .restorable()
+                .filter(started_at__lte=run.finished_at or run.started_at)
+                .order_by("-started_at")
+                .first()
+            )
+            if media_run is None:
+                raise CommandError(
+                    "--media: there is no media backup older than this database backup."
+                )
+        say = self.stdout.write if verbose else (lambda message: None)
+        try:
+            if run is not None:
+                with progress_bar(desc="restoring", total=run.stored_size, enabled=verbose) as tick:
+                    outcome = backup_restore(
+                        run=run,
+                        target_url=options["target_database"],
+                        force=options["force"],
+                        progress=tick,
+                        say=say,
+                    )
+                self.stdout.write(
+                    self.style.SUCCESS(f"Backup #{run.pk} restored into {outcome.database}.")
+                )
+                if outcome.previous:
+                    self.stdout.write(
+                        f"The previous database is kept as {outcome.previous}; drop it once you "
+                        f'are satisfied: DROP DATABASE "{outcome.previous}";'
+                    )
+            if media_run is not None:
+                with progress_bar(desc="documents", unit="obj", enabled=verbose) as tick:
+                    restored, skipped = media_restore(
+                        run=media_run, force=options["force"], progress=tick
+                    )
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Media backup #{media_run.pk}: {restored} document object(s) restored, "
+                        f"{skipped} already present."
+                    )
+                )
+        except RestoreRefused as exc:
+            raise CommandError(str(exc)) from exc

@@ -1,0 +1,168 @@
+"""Backup runs and the retention policy.
+
+A backup is not school-owned: it holds every school's data, so only superusers and district
+administrators see these rows (see `backups.permissions`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class BackupRunQuerySet(models.QuerySet):
+    def database(self) -> BackupRunQuerySet:
+        return self.filter(kind=BackupRun.Kind.DATABASE)
+
+    def media(self) -> BackupRunQuerySet:
+        return self.filter(kind=BackupRun.Kind.MEDIA)
+
+    def restorable(self) -> BackupRunQuerySet:
+        """Runs whose objects were confirmed at every destination (verified or not)."""
+        return self.filter(status__in=[BackupRun.Status.SUCCEEDED, BackupRun.Status.VERIFIED])
+
+    def running(self) -> BackupRunQuerySet:
+        return self.filter(status=BackupRun.Status.RUNNING)
+
+
+class BackupRun(models.Model):
+    """One attempt at a database dump or a media increment, and everything needed to trust
+    and restore it later: where its objects are, which key encrypted them, and the schema
+    and row counts it captured."""
+
+    class Kind(models.TextChoices):
+        DATABASE = "database", "Database"
+        MEDIA = "media", "Media (documents)"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        VERIFIED = "verified", "Verified"
+
+    class Verification(models.TextChoices):
+        NONE = "", "Not verified"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Stamped every few seconds by the process doing the work; the reaper calls a run dead
+    # when the stamp stops moving.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid doing the work")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    object_key = models.CharField(
+        max_length=300, blank=True, help_text="Object name at every destination."
+    )
+    raw_size = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes of the dump before compression."
+    )
+    stored_size = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Bytes of the compressed, encrypted object."
+    )
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Of the stored object.")
+    # [{"name": "s3", "key": "...", "size": 123, "sha256": "...", "confirmed": true}, ...]
+    destinations = models.JSONField(default=list, blank=True)
+    key_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Tink key id of the keyset's primary key used."
+    )
+    engine = models.CharField(max_length=20, blank=True)  # postgresql / sqlite
+    server_version = models.CharField(max_length=100, blank=True)
+    # {"app": ["0001_initial", ...]}: decides whether this code can migrate forward from it.
+    migrations = models.JSONField(default=dict, blank=True)
+    schema_hash = models.CharField(max_length=64, blank=True)
+    # Exact per-table row counts taken inside the dump's own snapshot.
+    row_counts = models.JSONField(default=dict, blank=True)
+    # Media increments: how many objects the run copied, and how many were already there.
+    objects_copied = models.PositiveIntegerField(null=True, blank=True)
+    objects_present = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    verification = models.CharField(
+        max_length=10, choices=Verification.choices, default=Verification.NONE, blank=True
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_report = models.JSONField(default=dict, blank=True)
+    pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When retention deleted this run's objects."
+    )
+
+    objects = BackupRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["kind", "status", "-started_at"], name="backuprun_kind_status_idx")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(finished_at__isnull=False),
+                name="backuprun_finished_unless_running",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        when = f"{self.started_at:%Y-%m-%d %H:%M}" if self.started_at else "not started"
+        return f"{self.get_kind_display()} backup #{self.pk} ({self.status}, {when})"
+
+    @property
+    def duration(self) -> datetime.timedelta | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def is_restorable(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.VERIFIED} and not self.pruned_at
+
+    def destination(self, name: str) -> dict[str, Any] | None:
+        return next((d for d in self.destinations if d.get("name") == name), None)
+
+
+class RetentionPolicy(models.Model):
+    """How many database backups a destination keeps: the newest run of each of the last N
+    days, N ISO weeks and N months (the grandfather-father-son scheme)."""
+
+    destination = models.CharField(
+        max_length=20,
+        unique=True,
+        help_text="local, s3 or gcs: the destination this policy prunes.",
+    )
+    keep_daily = models.PositiveSmallIntegerField(default=7, validators=[MaxValueValidator(3650)])
+    keep_weekly = models.PositiveSmallIntegerField(default=4, validators=[MaxValueValidator(520)])
+    keep_monthly = models.PositiveSmallIntegerField(
+        default=12, validators=[MaxValueValidator(1200)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retention policies"
+        ordering = ["destination"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.destination}: {self.keep_daily} daily, {self.keep_weekly} weekly, "
+            f"{self.keep_monthly} monthly"
+        )
+
+    def clean(self) -> None:
+        if self.keep_daily + self.keep_weekly + self.keep_monthly == 0:
+            raise ValidationError("A policy that keeps nothing would delete every backup.")
+        if self.destination not in {"local", "s3", "gcs"}:
+            raise ValidationError({"destination": "Choose local, s3 or gcs."})

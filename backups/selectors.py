@@ -1,0 +1,110 @@
+"""Backup reads. The monitoring app's `backup_freshness` check imports the first two lazily."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db.models import QuerySet
+
+from .models import BackupRun
+
+
+def last_verified_backup_at() -> datetime.datetime | None:
+    """When the newest database backup that passed a restore drill was taken (its start,
+    the moment its data describes), or None when none ever passed."""
+    run = (
+        BackupRun.objects.database()
+        .filter(verification=BackupRun.Verification.PASSED)
+        .order_by("-started_at")
+        .only("started_at")
+        .first()
+    )
+    return run.started_at if run else None
+
+
+def last_backup_failed() -> bool:
+    """True when the latest finished run of either kind failed, or the latest verification
+    of a database backup failed: someone must look."""
+    for kind in (BackupRun.Kind.DATABASE, BackupRun.Kind.MEDIA):
+        latest = (
+            BackupRun.objects.filter(kind=kind)
+            .exclude(status=BackupRun.Status.RUNNING)
+            .order_by("-started_at", "-pk")
+            .only("status")
+            .first()
+        )
+        if latest is not None and latest.status == BackupRun.Status.FAILED:
+            return True
+    checked = (
+        BackupRun.objects.database()
+        .filter(verified_at__isnull=False)
+        .exclude(verification=BackupRun.Verification.RUNNING)
+        .order_by("-verified_at")
+        .only("verification")
+        .first()
+    )
+    return checked is not None and checked.verification == BackupRun.Verification.FAILED
+
+
+def backup_runs_list(*, kind: str | None = None, limit: int = 50) -> QuerySet[BackupRun]:
+    qs = BackupRun.objects.all()
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-started_at", "-pk")[:limit]
+
+
+def backup_run_resolve(ref: str, *, kind: str = BackupRun.Kind.DATABASE) -> BackupRun | None:
+    """A run by id, or `latest`: the newest restorable run of `kind` whose verification did
+    not fail."""
+    if ref == "latest":
+        return (
+            BackupRun.objects.filter(kind=kind)
+            .restorable()
+            .filter(pruned_at__isnull=True)
+            .exclude(verification=BackupRun.Verification.FAILED)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+    if not ref.isdigit():
+        return None
+    return BackupRun.objects.filter(pk=int(ref)).first()
+
+
+def backup_run_from_destination(ref: str, *, destination_name: str) -> BackupRun | None:
+    """A database backup described by the sidecar files at a destination, for restoring when
+    the database that held the BackupRun rows is itself lost. `ref` is a run id or `latest`.
+    The returned run is not saved."""
+    import json
+
+    from .destinations import destination_get
+    from .services.database import SIDECAR_SUFFIX
+
+    destination = destination_get(destination_name)
+    sidecars = [key for key, _size in destination.list("database/") if key.endswith(SIDECAR_SUFFIX)]
+    found: list[dict] = []
+    for key in sidecars:
+        with destination.open_reader(key) as reader:
+            meta = json.loads(reader.read())
+        if ref == "latest" or str(meta.get("run_id")) == ref:
+            found.append(meta)
+    if not found:
+        return None
+    meta = max(found, key=lambda m: m["started_at"])
+    run = BackupRun(
+        id=meta["run_id"],
+        kind=BackupRun.Kind.DATABASE,
+        status=BackupRun.Status.SUCCEEDED,
+        started_at=datetime.datetime.fromisoformat(meta["started_at"]),
+        object_key=meta["object_key"],
+        key_id=meta["key_id"],
+        raw_size=meta["raw_size"],
+        stored_size=meta["stored_size"],
+        sha256=meta["sha256"],
+        engine=meta["engine"],
+        server_version=meta["server_version"],
+        migrations=meta["migrations"],
+        schema_hash=meta["schema_hash"],
+        row_counts=meta["row_counts"],
+        destinations=[{"name": destination_name, "key": meta["object_key"], "confirmed": True}],
+    )
+    return run

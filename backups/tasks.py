@@ -1,0 +1,78 @@
+"""Celery tasks: thin adapters that call one service each (routed to the maintenance queue).
+
+Backups may take longer than the platform's default task time limit, so each sets its own
+from BACKUP_TIME_LIMIT. A backup that finds the lock taken is retried later rather than
+reported as failed: the hourly media increment often meets the nightly dump.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from .locking import BackupBusy
+
+LIMITS: dict[str, Any] = {
+    "soft_time_limit": settings.BACKUP_TIME_LIMIT,
+    "time_limit": settings.BACKUP_TIME_LIMIT + 120,
+}
+BUSY_RETRY: dict[str, Any] = {
+    "autoretry_for": (BackupBusy,),
+    "retry_backoff": 120,
+    "retry_backoff_max": 30 * 60,
+    "max_retries": 12,
+}
+
+
+def _actor(user_id: int | None) -> Any:
+    if user_id is None:
+        return None
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=user_id).first()
+
+
+@shared_task(name="backups.tasks.backup_database", **LIMITS, **BUSY_RETRY)
+def backup_database(trigger: str = "schedule", user_id: int | None = None) -> dict[str, Any]:
+    from .services import backup_database_run
+
+    run = backup_database_run(trigger=trigger, actor=_actor(user_id))
+    return {"run": run.pk, "status": run.status}
+
+
+@shared_task(name="backups.tasks.backup_media", **LIMITS, **BUSY_RETRY)
+def backup_media(trigger: str = "schedule", user_id: int | None = None) -> dict[str, Any]:
+    from .services import backup_media_run
+
+    run = backup_media_run(trigger=trigger, actor=_actor(user_id))
+    return {"run": run.pk, "status": run.status}
+
+
+@shared_task(name="backups.tasks.verify_backup", **LIMITS, **BUSY_RETRY)
+def verify_backup(run_id: int | None = None, user_id: int | None = None) -> dict[str, Any]:
+    """Verify one run, or the latest database backup when no id is given (the weekly job)."""
+    from .models import BackupRun
+    from .services import backup_verify, latest_database_run
+
+    run = BackupRun.objects.get(pk=run_id) if run_id else latest_database_run()
+    if run is None:
+        return {"run": None, "verification": "nothing to verify"}
+    run = backup_verify(run=run, actor=_actor(user_id))
+    return {"run": run.pk, "verification": run.verification}
+
+
+@shared_task(name="backups.tasks.prune_backups")
+def prune_backups() -> dict[str, Any]:
+    from .services import backups_prune
+
+    report = backups_prune()
+    return {"deleted": report.deleted, "errors": report.errors}
+
+
+@shared_task(name="backups.tasks.reap_backups")
+def reap_backups() -> list[int]:
+    from .services import backup_runs_reap
+
+    return [run.pk for run in backup_runs_reap()]
