@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "backups",
     "monitoring",
     "upgrade",
+    "reportcards",
 ]
 
 MIDDLEWARE = [
@@ -313,6 +314,7 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_DEFAULT_QUEUE", default="default")
 # heartbeats; one worker can consume both (`-Q default,maintenance`).
 CELERY_TASK_ROUTES = {
     "backups.tasks.*": {"queue": env.str("CELERY_MAINTENANCE_QUEUE", default="maintenance")},
+    "reportcards.tasks.*": {"queue": env.str("CELERY_MAINTENANCE_QUEUE", default="maintenance")},
     "monitoring.tasks.*": {"queue": CELERY_TASK_DEFAULT_QUEUE},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

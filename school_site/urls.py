@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("students.urls")),
     path("", include("files.urls")),
+    path("", include("reportcards.urls")),
     path("", include("monitoring.urls")),
     path("", include("backups.urls")),
 ]

@@ -939,3 +939,61 @@ def section_roster_pdf(*, section: Section, today: datetime.date | None = None) 
         footer=f"{section.school.name} · Class roster {section.name} · Confidential · "
         f"Generated {_day(today)}",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcript: every term of every year
+# ---------------------------------------------------------------------------------------------
+def transcript_cards(*, student: Student) -> list[ReportCard]:
+    """One report card's worth of results per term in which the student has graded work,
+    oldest first (a few queries per term: a transcript is one document, not a page list)."""
+    terms = (
+        Term.objects.filter(assessments__grades__student=student)
+        .select_related("academic_year")
+        .distinct()
+        .order_by("starts_on")
+    )
+    return [report_card_data(student=student, term=term) for term in terms]
+
+
+def transcript_pdf(*, student: Student, cards: list[ReportCard]) -> bytes:
+    """The student's transcript across all years as an A4 PDF: per term, each subject's
+    weighted percentage and letter, and the term's overall average."""
+    s = _styles()
+    width = _content_width(A4)
+    story: list[Flowable] = [
+        _header(
+            s,
+            school=student.school,
+            title="Academic transcript",
+            width=width,
+            subtitle_lines=[_legal_name(student), f"Student number {student.student_number}"],
+        ),
+        Spacer(1, 10),
+    ]
+    if not cards:
+        story.append(s("No graded work is recorded for this student.", "body"))
+    for card in cards:
+        term = card.term
+        story.append(s(f"{term.academic_year.name} · {term.name}", "h2"))
+        rows: list[list[Any]] = [
+            [s("Subject", "th"), s("Percentage", "th_center"), s("Grade", "th_center")]
+        ]
+        for result in card.subjects:
+            if result.percentage is None:
+                continue
+            rows.append([s(result.subject.name), s(f"{result.percentage}%"), s(result.letter)])
+        overall = f"{card.overall_percentage}%" if card.overall_percentage is not None else "—"
+        rows.append([s("Overall", "value"), s(overall, "value"), s(card.overall_letter or "—")])
+        table = Table(rows, colWidths=[width * 0.6, width * 0.2, width * 0.2], repeatRows=1)
+        table.setStyle(TableStyle(_grid_style(font=s.regular)))
+        story.append(table)
+    return _build_pdf(
+        story,
+        pagesize=A4,
+        font=s.regular,
+        title=f"Transcript — {student.full_name}",
+        author=student.school.name,
+        footer=f"{student.school.name} · Academic transcript · Confidential student record · "
+        f"Generated {_day(timezone.localdate())}",
+    )

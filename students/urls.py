@@ -15,6 +15,7 @@ urlpatterns = [
     path("students/<int:pk>/", views.student_detail, name="student_detail"),
     path("students/<int:pk>/report-card/<int:term_pk>/", views.report_card, name="report_card"),
     path("students/<int:pk>/move/", views.student_move, name="student_move"),
+    path("students/<int:pk>/transcript/", views.transcript, name="transcript"),
     path("classes/", views.section_list, name="section_list"),
     path("attendance/missing/", views.missing_attendance, name="missing_attendance"),
     path("classes/<int:pk>/", views.section_detail, name="section_detail"),

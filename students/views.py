@@ -427,3 +427,17 @@ def student_move(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpRes
         else:
             return redirect("students:student_detail", pk=student.pk)
     return render(request, "students/student_move.html", {"student": student, "form": form})
+
+
+@school_view("students.view_grade")
+def transcript(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponseBase:
+    """The student's results across all years, as a PDF; each download is audited."""
+    student = get_object_or_404(access.students().select_related("school"), pk=pk)
+    pdf = reports.transcript_pdf(student=student, cards=reports.transcript_cards(student=student))
+    audit_record(actor=request.user, action="transcript_download", target=student)
+    return FileResponse(
+        io.BytesIO(pdf),
+        as_attachment=True,
+        filename=f"transcript-{student.student_number}.pdf",
+        content_type="application/pdf",
+    )

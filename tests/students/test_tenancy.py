@@ -19,6 +19,10 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
     "students:student_detail": lambda w: {"pk": w.students[0].pk},
     "students:student_move": lambda w: {"pk": w.students[0].pk},
+    "students:transcript": lambda w: {"pk": w.students[0].pk},
+    "reportcards:section": lambda w: {"pk": w.section.pk},
+    "reportcards:batch_detail": lambda w: {"pk": report_card_batch(w).pk},
+    "reportcards:batch_progress": lambda w: {"pk": report_card_batch(w).pk},
     "students:report_card": lambda w: {"pk": w.students[0].pk, "term_pk": w.term.pk},
     "students:section_detail": lambda w: {"pk": w.section.pk},
     "students:attendance_take": lambda w: {"pk": w.section.pk},
@@ -47,6 +51,14 @@ OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
         .current_version_id
     },
 }
+
+
+def report_card_batch(w: SchoolWorld) -> object:
+    from reportcards.models import ReportCardBatch
+
+    return ReportCardBatch.objects.get_or_create(school=w.school, term=w.term, section=w.section)[0]
+
+
 # URLs with arguments that are not school objects.
 # (backups: a district-wide download behind a signed, expiring token, tested in tests/backups)
 NOT_SCHOOL_OBJECTS = {"admin:", "backups:"}
