@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections
 
+from .context import bounded_lock_wait
 from .models import LATENCY_BUCKET_FIELDS, LATENCY_BUCKETS_MS, RequestMinute
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def cells_write(cells: dict[tuple[int, str], _Cell]) -> int:
         at = datetime.datetime.fromtimestamp(minute * 60, tz=datetime.UTC)
         rows.append([connection.ops.adapt_datetimefield_value(at), route[:200], *cell.row()])
     try:
-        with transaction.atomic(using=alias), connection.cursor() as cursor:
+        with bounded_lock_wait(alias), connection.cursor() as cursor:
             cursor.executemany(_upsert_sql(alias), rows)
     except Exception:
         # Info, not warning: see slow_queries.records_write.

@@ -5,11 +5,13 @@ task; nothing else happens below MONITORING_SLOW_QUERY_MS. A slower statement is
 into a fingerprint, given the route and the innermost project frames, and:
 
 - inside a request or task: held on the scope and written when it ends (`scope_flush`);
-- elsewhere (a command, a shell): written at once.
+- elsewhere (a command, a migration, a shell): written at once, or after the commit of the
+  transaction it ran in (that transaction may hold locks the insert would wait for).
 
-Records are written through the separate MONITORING_DB_ALIAS connection, in autocommit: they
-survive when the caller's transaction rolls back, never take part in it, and the wrapper skips
-that alias, so recording a slow query can never record itself.
+Records are written through the separate MONITORING_DB_ALIAS connection, in a transaction of
+their own that waits at most a second for a lock: they survive when the caller's transaction
+rolls back, never take part in it, and the wrapper skips that alias, so recording a slow query
+can never record itself.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from .context import MAX_SLOW_QUERIES_PER_SCOPE, Scope, current_scope
+from .context import MAX_SLOW_QUERIES_PER_SCOPE, Scope, bounded_lock_wait, current_scope
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +166,14 @@ def _on_slow_query(
         else:
             scope.slow_queries_dropped += 1
         return
-    if connection.vendor == "sqlite" and connection.in_atomic_block:
-        # SQLite has one writer: the open transaction holds the file lock, and writing from
-        # the other connection now would wait out busy_timeout. Write once it has committed
-        # (a rollback loses this record; PostgreSQL keeps it).
-        transaction.on_commit(lambda: records_write([record]), using=connection.alias)
+    if not connection.get_autocommit():
+        # Inside a transaction that is not a request's or a task's (a migration, `flush`, a
+        # command's atomic block), write once it has committed: it may hold locks our insert
+        # would wait for on the other connection, forever (a TRUNCATE of every table does),
+        # and on SQLite it holds the one write lock. A rollback loses this record; a manual
+        # transaction (autocommit off outside any atomic block) offers no hook at all.
+        if connection.in_atomic_block:
+            transaction.on_commit(lambda: records_write([record]), using=connection.alias)
         return
     records_write([record])
 
@@ -195,7 +200,8 @@ def records_write(records: list[dict[str, Any]]) -> None:
 
     token = _recording.set(True)
     try:
-        SlowQuery.objects.using(alias).bulk_create([SlowQuery(**r) for r in records])
+        with bounded_lock_wait(alias):
+            SlowQuery.objects.using(alias).bulk_create([SlowQuery(**r) for r in records])
     except Exception:
         # Info, not warning: it happens exactly when the database is in trouble, which the
         # health checks and alerts report already.

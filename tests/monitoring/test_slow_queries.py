@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 from celery import shared_task
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -15,7 +15,13 @@ from prometheus_client import REGISTRY
 from monitoring.models import Heartbeat, SlowQuery
 from monitoring.selectors import percentile, slow_query_summary_get
 from monitoring.services import monitoring_prune
-from monitoring.slow_queries import QUERY_TIMER, fingerprint, install, normalize_sql
+from monitoring.slow_queries import (
+    QUERY_TIMER,
+    fingerprint,
+    install,
+    normalize_sql,
+    records_write,
+)
 from tests.monitoring.conftest import BOTH_DATABASES
 
 pytestmark = pytest.mark.unit
@@ -127,6 +133,35 @@ def test_recording_never_records_its_own_writes(settings) -> None:
     assert any("IN (...)" in s for _, s in recorded)
     # outside a request or task the route names the process (here pytest)
     assert all(SlowQuery.objects.values_list("route", flat=True))
+
+
+@pytest.mark.django_db(transaction=True, databases=BOTH_DATABASES)
+def test_a_slow_statement_in_a_transaction_holding_our_table_does_not_hang(settings) -> None:
+    """A migration or `flush` holds locks on our table; writing the record from the other
+    connection at once would wait for them forever. It is written after the commit."""
+    settings.MONITORING_SLOW_QUERY_MS = 100
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE monitoring_slowquery IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SELECT pg_sleep(%s)", [0.15])
+        assert not SlowQuery.objects.exists()  # not yet
+    assert SlowQuery.objects.get().statement == SLEEP
+
+
+@pytest.mark.django_db(transaction=True, databases=BOTH_DATABASES)
+def test_a_monitoring_write_gives_up_on_a_lock_instead_of_waiting(settings) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE monitoring_slowquery IN ACCESS EXCLUSIVE MODE")
+        records_write(
+            [
+                {
+                    "recorded_at": timezone.now(),
+                    "fingerprint": "0" * 16,
+                    "statement": "SELECT ?",
+                    "duration_ms": 1.0,
+                }
+            ]
+        )  # returns (after lock_timeout) instead of hanging; the record is dropped
+    assert not SlowQuery.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True, databases=BOTH_DATABASES)
