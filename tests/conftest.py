@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from students.models import StaffMember
+from tests.emulators import gcs_endpoint, moto_endpoint  # noqa: F401  (shared fixtures)
 from tests.students.factories import (
     AcademicYearFactory,
     AssessmentFactory,

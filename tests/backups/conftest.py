@@ -5,7 +5,6 @@ loopback ports)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,33 +12,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.helpers import free_port
-
-S3_KEY = "testing"
-S3_SECRET = "testing-secret"
-REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def backup_s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def backup_gcs_endpoint() -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.emulators import REGION, S3_KEY, S3_SECRET  # noqa: F401  (used below)
 
 
 @pytest.fixture
@@ -117,12 +90,12 @@ def cloud_settings(settings, clouds: Clouds) -> None:
 
 
 @pytest.fixture
-def clouds(settings, local_backups, backup_s3_endpoint, backup_gcs_endpoint) -> Clouds:
+def clouds(settings, local_backups, moto_endpoint, gcs_endpoint) -> Clouds:
     """Every destination at once: local + S3 + GCS, each bucket new for this test."""
     found = Clouds(
-        s3_endpoint=backup_s3_endpoint,
+        s3_endpoint=moto_endpoint,
         s3_bucket=f"backups-{uuid.uuid4().hex[:12]}",
-        gcs_endpoint=backup_gcs_endpoint,
+        gcs_endpoint=gcs_endpoint,
         gcs_bucket=f"backups-{uuid.uuid4().hex[:12]}",
     )
     s3_client(found.s3_endpoint).create_bucket(Bucket=found.s3_bucket)
