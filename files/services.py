@@ -157,6 +157,45 @@ def _version_add(
     return version
 
 
+def _upload_store(
+    *,
+    document: Document,
+    file: File,
+    checked: CheckedUpload,
+    comment: str,
+    actor: Actor,
+    audit_extra: dict[str, str] | None = None,
+) -> DocumentVersion:
+    """Store checked content (once per content address) as the document's next version and
+    audit it, in the caller's transaction."""
+    with _stored_content(
+        store=document_store(), file=file, checked=checked, sensitive=document.sensitive
+    ) as stored:
+        version = _version_add(
+            document=document,
+            stored=stored,
+            size=checked.size,
+            sha256=checked.sha256,
+            content_type=checked.content_type,
+            original_name=checked.name,
+            comment=comment,
+            actor=actor,
+        )
+        audit_record(
+            actor=actor,
+            action="document_upload",
+            target=document,
+            changes={
+                "version": version.number,
+                "name": checked.name,
+                "size": checked.size,
+                "sha256": checked.sha256,
+                **(audit_extra or {}),
+            },
+        )
+    return version
+
+
 def _locked_live_document(document: Document) -> Document:
     locked = Document.objects.select_for_update().get(pk=document.pk)
     if locked.is_deleted:
@@ -192,32 +231,14 @@ def document_create(
     )
     document.full_clean()
     document.save()
-    store = document_store()
-    with _stored_content(
-        store=store, file=file, checked=checked, sensitive=document.sensitive
-    ) as stored:
-        version = _version_add(
-            document=document,
-            stored=stored,
-            size=checked.size,
-            sha256=checked.sha256,
-            content_type=checked.content_type,
-            original_name=checked.name,
-            comment=comment,
-            actor=actor,
-        )
-        audit_record(
-            actor=actor,
-            action="document_upload",
-            target=document,
-            changes={
-                "version": version.number,
-                "name": checked.name,
-                "size": checked.size,
-                "sha256": checked.sha256,
-                "category": category,
-            },
-        )
+    _upload_store(
+        document=document,
+        file=file,
+        checked=checked,
+        comment=comment,
+        actor=actor,
+        audit_extra={"category": category},
+    )
     return document
 
 
@@ -228,31 +249,9 @@ def document_version_create(
     """Upload a new version of a document; earlier versions stay untouched."""
     document = _locked_live_document(document)
     checked = check_upload(file=file, category=document.category)
-    store = document_store()
-    with _stored_content(
-        store=store, file=file, checked=checked, sensitive=document.sensitive
-    ) as stored:
-        version = _version_add(
-            document=document,
-            stored=stored,
-            size=checked.size,
-            sha256=checked.sha256,
-            content_type=checked.content_type,
-            original_name=checked.name,
-            comment=comment,
-            actor=actor,
-        )
-        audit_record(
-            actor=actor,
-            action="document_upload",
-            target=document,
-            changes={
-                "version": version.number,
-                "name": checked.name,
-                "size": checked.size,
-                "sha256": checked.sha256,
-            },
-        )
+    version = _upload_store(
+        document=document, file=file, checked=checked, comment=comment, actor=actor
+    )
     return version
 
 

@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh requirements.txt
 export PATH="$PWD/.venv/bin:$PATH"
+if [ ! -f .env ]; then
+  # A secret key of this checkout's own, so `python manage.py ...` works here later without
+  # DEBUG (settings refuse to start without one). .env is git-ignored; nothing else goes in.
+  echo "SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(64))')" > .env
+  chmod 600 .env
+  echo "==> wrote a SECRET_KEY for this checkout into .env"
+fi
 export DEBUG=${DEBUG:-true}
 export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:8000}
 export GUNICORN_WORKERS=${GUNICORN_WORKERS:-2}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from django.db import connection
@@ -39,3 +42,46 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
+
+
+@contextlib.contextmanager
+def running_worker(queue: str, log_path: Path, *extra: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker consuming `queue` against this test's database, stopped on exit.
+
+    Solo pool: one process, so a test's task runs where its log can be read."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                "celery",
+                "-A",
+                "school_site",
+                "worker",
+                "-Q",
+                queue,
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"{queue}@%h",
+                *extra,
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(
+                DATABASE_URL=child_database_url(),
+                DB_POOL="false",
+                SCHOOLHOUSE_TESTING="true",
+                CELERY_DEFAULT_QUEUE=queue,
+            ),
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -15,7 +15,14 @@ from django.utils import timezone
 
 from monitoring.models import AlertState
 from monitoring.services import heartbeat_record
-from tests.helpers import PYTHON, REPO, child_database_url, free_port, subprocess_env
+from tests.helpers import (
+    PYTHON,
+    REPO,
+    child_database_url,
+    free_port,
+    running_worker,
+    subprocess_env,
+)
 from tests.monitoring.conftest import BOTH_DATABASES
 
 
@@ -119,37 +126,8 @@ def worker(tmp_path, settings):
     queue = f"test-monitor-{uuid.uuid4().hex[:8]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
     settings.CELERY_TASK_ROUTES = {}
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            "celery",
-            "-A",
-            "school_site",
-            "worker",
-            "-Q",
-            queue,
-            "--pool",
-            "solo",
-            "--hostname",
-            f"{queue}@%h",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(
-            DATABASE_URL=child_database_url(),
-            DB_POOL="false",
-            SCHOOLHOUSE_TESTING="true",
-            CELERY_DEFAULT_QUEUE=queue,
-        ),
-    )
-    yield queue
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_worker(queue, tmp_path / "worker.log"):
+        yield queue
 
 
 @pytest.mark.integration

@@ -3,7 +3,6 @@ document version so a reissue keeps the earlier card."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from decimal import Decimal
 
@@ -15,7 +14,7 @@ from reportcards.models import ReportCardBatch, ReportCardDocument
 from reportcards.services import batch_create
 from reportcards.tasks import report_card_batch_task
 from tests.conftest import build_school
-from tests.helpers import REPO, child_database_url, subprocess_env
+from tests.helpers import running_worker
 from tests.students.factories import GradeFactory
 
 
@@ -82,23 +81,9 @@ def test_batch_job_runs_in_a_real_worker(live_celery, tmp_path) -> None:
         school=world.school, term=world.term, section=world.section, total=3
     )
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
-    worker = subprocess.Popen(
-        ["celery", "-A", "school_site", "worker", "-Q", queue, "--pool", "solo", "-l", "INFO"],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(
-            DATABASE_URL=child_database_url(), DB_POOL="false", SCHOOLHOUSE_TESTING="true"
-        ),
-    )
-    try:
+    with running_worker(queue, tmp_path / "worker.log"):
         result = report_card_batch_task.apply_async(kwargs={"batch_id": batch.pk}, queue=queue)
         assert result.get(timeout=120) == "done"
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
-        log.close()
     batch.refresh_from_db()
     assert (batch.status, batch.done) == ("done", 3)
     assert batch.started_at and batch.finished_at

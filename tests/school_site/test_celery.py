@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
 import time
 import uuid
 
@@ -11,56 +11,24 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from monitoring.models import Heartbeat
 from monitoring.tasks import beat_heartbeat
-from tests.helpers import REPO, child_database_url, subprocess_env
+from tests.helpers import running_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def worker(tmp_path, live_celery):
-    """A real worker process consuming a queue of its own on the Redis broker."""
+    """Start real workers consuming a queue of their own on the Redis broker."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    processes = []
+    started = iter(range(100))
+    with contextlib.ExitStack() as stack:
 
-    def start(*extra: str) -> str:
-        log = open(tmp_path / f"worker-{len(processes)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [
-                "celery",
-                "-A",
-                "school_site",
-                "worker",
-                "-Q",
-                queue,
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"{queue}@%h",
-                *extra,
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(
-                DATABASE_URL=child_database_url(),
-                DB_POOL="false",
-                SCHOOLHOUSE_TESTING="true",
-                CELERY_DEFAULT_QUEUE=queue,
-            ),
-        )
-        processes.append((proc, log))
-        return queue
+        def start(*extra: str) -> str:
+            log = tmp_path / f"worker-{next(started)}.log"
+            stack.enter_context(running_worker(queue, log, *extra))
+            return queue
 
-    yield start
-    for proc, log in processes:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        yield start
 
 
 def test_task_round_trip_through_a_real_worker(worker) -> None:
