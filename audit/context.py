@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 
 
@@ -13,6 +15,17 @@ from django.http import HttpRequest, HttpResponse
 class RequestOrigin:
     ip_address: str | None
     user_agent: str
+    # request.user, still lazy: model history resolves it only when a row changes.
+    user: Any = None
+
+    def acting_user(self) -> User | None:
+        """The logged-in user behind the request, if any (the actor of model history)."""
+        user = self.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        # SimpleLazyObject: unwrap so a foreign key gets the real instance.
+        user = getattr(user, "_wrapped", user)
+        return user if isinstance(user, User) else None
 
 
 _origin: contextvars.ContextVar[RequestOrigin | None] = contextvars.ContextVar(
@@ -42,6 +55,7 @@ class AuditContextMiddleware:
             RequestOrigin(
                 ip_address=client_ip(request),
                 user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+                user=getattr(request, "user", None),
             )
         )
         try:

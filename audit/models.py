@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from auditlog.models import AbstractLogEntry, LogEntryManager
 from django.conf import settings
 from django.db import models
 
@@ -50,3 +53,67 @@ class AuditEvent(models.Model):
         return (
             f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_repr} {self.action} {self.target_repr}"
         )
+
+
+class ModelChangeManager(LogEntryManager):
+    """django-auditlog's manager, filling in what our trail needs on every entry: the school
+    and student the row belongs to, and who changed it from where (the request's context)."""
+
+    def log_create(self, instance: Any, force_log: bool = False, **kwargs: Any) -> Any:
+        return super().log_create(instance, force_log=force_log, **_context(instance, kwargs))
+
+    def log_m2m_changes(
+        self, changed_queryset: Any, instance: Any, operation: Any, field_name: Any, **kwargs: Any
+    ) -> Any:
+        return super().log_m2m_changes(
+            changed_queryset, instance, operation, field_name, **_context(instance, kwargs)
+        )
+
+
+def _context(instance: models.Model, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from .context import current_origin
+
+    school_id, student_id = owner_ids(instance)
+    kwargs.setdefault("school_id", school_id)
+    kwargs.setdefault("student_id", student_id)
+    origin = current_origin()
+    if origin is not None:
+        actor = origin.acting_user()
+        kwargs.setdefault("actor", actor)
+        if actor is not None:
+            kwargs.setdefault("actor_email", actor.email or None)
+        kwargs.setdefault("remote_addr", origin.ip_address)
+    return kwargs
+
+
+def owner_ids(instance: models.Model) -> tuple[int | None, int | None]:
+    """The school and the student a row belongs to, for per-school and per-child lookups."""
+    label = instance._meta.label
+    school_id = instance.pk if label == "students.School" else getattr(instance, "school_id", None)
+    if label == "students.Student":
+        student_id = instance.pk
+    elif label == "files.DocumentVersion":
+        # The version's document is loaded already wherever a version is written.
+        student_id = instance.document.student_id  # type: ignore[attr-defined]
+    else:
+        student_id = getattr(instance, "student_id", None)
+    return school_id, student_id
+
+
+class ModelChange(AbstractLogEntry):
+    """One create, update or delete of a school record, with the changed fields' old and new
+    values (django-auditlog's entry). `school_id` and `student_id` are plain indexed integers,
+    like AuditEvent's: the history outlives the rows, and an auditor's page is one lookup."""
+
+    school_id = models.BigIntegerField(null=True, blank=True)
+    student_id = models.BigIntegerField(null=True, blank=True)
+
+    objects = ModelChangeManager()
+
+    class Meta(AbstractLogEntry.Meta):
+        verbose_name = "model change"
+        verbose_name_plural = "model history"
+        indexes = [
+            models.Index(fields=["school_id", "timestamp"], name="audit_change_school_idx"),
+            models.Index(fields=["student_id", "timestamp"], name="audit_change_student_idx"),
+        ]

@@ -27,20 +27,42 @@ def audit_record(
     school_id: int | None = None,
     student_id: int | None = None,
     changes: dict[str, Any] | None = None,
+    actor_repr: str | None = None,
 ) -> AuditEvent:
-    """Append one event. School and student are taken from the target when it has them."""
+    """Append one event. School and student are taken from the target when it has them.
+    `actor_repr` names an actor who has no account here (a failed log-in's username)."""
     if target is not None:
         if school_id is None:
-            school_id = getattr(target, "school_id", None)
+            school_id = (
+                target.pk
+                if target._meta.label == "students.School"
+                else getattr(target, "school_id", None)
+            )
         if student_id is None:
             student_id = getattr(target, "student_id", None)
             if student_id is None and target._meta.label == "students.Student":
                 student_id = target.pk
+        if school_id is None and target._meta.label == "auth.User":
+            # An account's event (password change, 2FA) belongs to the school it works at.
+            from students.models import StaffMember
+
+            school_id = (
+                StaffMember.objects.filter(user_id=target.pk)
+                .order_by("pk")
+                .values_list("school_id", flat=True)
+                .first()
+            )
     origin = current_origin()
     real_actor = as_user(actor)
     return AuditEvent.objects.create(
         actor=real_actor,
-        actor_repr=real_actor.get_username() if real_actor is not None else "system",
+        actor_repr=(
+            actor_repr
+            if actor_repr is not None
+            else real_actor.get_username()
+            if real_actor is not None
+            else "system"
+        )[:200],
         school_id=school_id,
         student_id=student_id,
         action=action,
@@ -60,3 +82,39 @@ def model_changes(before: dict[str, Any], after: models.Model, fields: list[str]
         for name in fields
         if before.get(name) != getattr(after, name)
     }
+
+
+def section_disclosure_record(
+    *, actor: Actor, action: str, section: models.Model, changes: dict[str, Any] | None = None
+) -> int:
+    """Record a read of a whole class (contact sheet, roster export): the class's event, plus
+    one per child on its current roster, so each child's "who has seen this record?" shows it.
+    Two queries however large the class."""
+    from students.models import Enrollment
+
+    event = audit_record(actor=actor, action=action, target=section, changes=changes)
+    student_ids = list(
+        Enrollment.objects.filter(section_id=section.pk, ended_on__isnull=True)
+        .values_list("student_id", flat=True)
+        .distinct()
+    )
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                actor=event.actor,
+                actor_repr=event.actor_repr,
+                school_id=event.school_id,
+                student_id=student_id,
+                action=action,
+                target_type=event.target_type,
+                target_id=event.target_id,
+                target_repr=event.target_repr,
+                ip_address=event.ip_address,
+                user_agent=event.user_agent,
+                changes={**event.changes, "of_class": True},
+            )
+            for student_id in student_ids
+        ],
+        batch_size=1000,
+    )
+    return len(student_ids)

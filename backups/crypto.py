@@ -20,17 +20,50 @@ import stat
 import tempfile
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-import tink
-from django.conf import settings
-from tink import secret_key_access, streaming_aead
-from tink.proto import tink_pb2
+if TYPE_CHECKING:
+    import tink
+    from tink.proto import tink_pb2
 
-streaming_aead.register()
 
-KEY_TEMPLATE = streaming_aead.streaming_aead_key_templates.AES256_GCM_HKDF_1MB
+@cache
+def _tink() -> Any:
+    """Tink, imported (7 MiB) and its streaming AEAD registered on first use: the Django
+    side of a backup only needs this module's exceptions and constants."""
+    import tink
+    from tink import streaming_aead
+
+    streaming_aead.register()
+    return tink
+
+
+def _streaming_aead() -> Any:
+    _tink()
+    from tink import streaming_aead
+
+    return streaming_aead
+
+
+def _token() -> Any:
+    from tink import secret_key_access
+
+    return secret_key_access.TOKEN
+
+
+def _keyset_proto() -> Any:
+    _tink()
+    from tink.proto import tink_pb2
+
+    return tink_pb2
+
+
+def _key_template() -> Any:
+    return _streaming_aead().streaming_aead_key_templates.AES256_GCM_HKDF_1MB
+
+
 # Associated data binds a ciphertext to what it is: a dump cannot be passed off as a media
 # object or a manifest, even under the same key.
 AD_DATABASE = b"schoolhouse/backup/database/v1"
@@ -68,6 +101,10 @@ class KeysetSummary:
 
 
 def keyset_path() -> Path:
+    # Imported here, not at the top: the streaming child process (backups.stream) uses this
+    # module without setting up Django, and is given the keyset's path instead.
+    from django.conf import settings
+
     return Path(settings.BACKUP_KEYSET_PATH)
 
 
@@ -93,8 +130,8 @@ def _read_handle(path: Path) -> tink.KeysetHandle:
         if cache_key in _cache:
             return _cache[cache_key]
     try:
-        handle = tink.json_proto_keyset_format.parse(path.read_text(), secret_key_access.TOKEN)
-    except (tink.TinkError, ValueError) as exc:
+        handle = _tink().json_proto_keyset_format.parse(path.read_text(), _token())
+    except (_tink().TinkError, ValueError) as exc:
         raise BackupKeyError(f"The backup keyset {path} cannot be read: {exc}") from exc
     with _cache_lock:
         _cache.clear()
@@ -115,7 +152,7 @@ def keyset_summary(path: Path | None = None) -> KeysetSummary:
         keys=[
             KeyInfo(
                 key_id=k.key_id,
-                status=tink_pb2.KeyStatusType.Name(k.status),
+                status=_keyset_proto().KeyStatusType.Name(k.status),
                 primary=k.key_id == info.primary_key_id,
             )
             for k in info.key_info
@@ -125,8 +162,8 @@ def keyset_summary(path: Path | None = None) -> KeysetSummary:
 
 def _write_keyset(path: Path, keyset: tink_pb2.Keyset) -> None:
     """Write atomically with mode 0600: a crash never leaves a half-written keyset."""
-    handle = tink.proto_keyset_format.parse(keyset.SerializeToString(), secret_key_access.TOKEN)
-    text = tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN)
+    handle = _tink().proto_keyset_format.parse(keyset.SerializeToString(), _token())
+    text = _tink().json_proto_keyset_format.serialize(handle, _token())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".keyset-", dir=path.parent)
     try:
@@ -142,8 +179,8 @@ def _write_keyset(path: Path, keyset: tink_pb2.Keyset) -> None:
 
 
 def _proto(handle: tink.KeysetHandle) -> tink_pb2.Keyset:
-    raw = tink.proto_keyset_format.serialize(handle, secret_key_access.TOKEN)
-    return tink_pb2.Keyset.FromString(raw)
+    raw = _tink().proto_keyset_format.serialize(handle, _token())
+    return _keyset_proto().Keyset.FromString(raw)  # type: ignore[no-any-return]
 
 
 def keyset_create(*, path: Path | None = None) -> KeysetSummary:
@@ -155,7 +192,7 @@ def keyset_create(*, path: Path | None = None) -> KeysetSummary:
             f"{path} already exists. Use `backup_keys rotate` to add a new key; replacing the "
             "file would make every backup made with it unreadable."
         )
-    _write_keyset(path, _proto(tink.new_keyset_handle(KEY_TEMPLATE)))
+    _write_keyset(path, _proto(_tink().new_keyset_handle(_key_template())))
     return keyset_summary(path)
 
 
@@ -163,7 +200,7 @@ def keyset_rotate(*, path: Path | None = None) -> KeysetSummary:
     """Add a fresh key and make it the primary. Old keys stay, so old backups stay readable."""
     path = path or keyset_path()
     keyset = _proto(load_keyset(path))
-    fresh = _proto(tink.new_keyset_handle(KEY_TEMPLATE)).key[0]
+    fresh = _proto(_tink().new_keyset_handle(_key_template())).key[0]
     taken = {k.key_id for k in keyset.key}
     while fresh.key_id in taken:  # 32-bit ids: a clash is unlikely but cheap to rule out
         fresh.key_id = secrets.randbits(31) + 1
@@ -173,14 +210,16 @@ def keyset_rotate(*, path: Path | None = None) -> KeysetSummary:
     return keyset_summary(path)
 
 
-def encrypting_stream(destination: BinaryIO, *, associated_data: bytes) -> tuple[BinaryIO, int]:
+def encrypting_stream(
+    destination: BinaryIO, *, associated_data: bytes, path: Path | None = None
+) -> tuple[BinaryIO, int]:
     """A writer that encrypts into `destination` with the primary key, and that key's id.
 
     Closing the returned stream writes the final authenticated segment and closes
-    `destination`.
+    `destination`. `path`: the keyset file (default: settings.BACKUP_KEYSET_PATH).
     """
-    handle = load_keyset()
-    primitive = handle.primitive(streaming_aead.StreamingAead)
+    handle = load_keyset(path)
+    primitive = handle.primitive(_streaming_aead().StreamingAead)
     stream = primitive.new_encrypting_stream(destination, associated_data)
     return stream, handle.keyset_info().primary_key_id
 
@@ -196,7 +235,7 @@ class _DecryptingReader:
     def read(self, size: int = -1) -> bytes:
         try:
             return self._stream.read(size)
-        except tink.TinkError as exc:
+        except _tink().TinkError as exc:
             raise self._explain(exc) from exc
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
@@ -229,18 +268,20 @@ class _DecryptingReader:
         )
 
 
-def decrypting_stream(source: BinaryIO, *, associated_data: bytes, key_id: int | None) -> BinaryIO:
+def decrypting_stream(
+    source: BinaryIO, *, associated_data: bytes, key_id: int | None, path: Path | None = None
+) -> BinaryIO:
     """A reader of the plaintext of `source`. Raises BackupKeyError when no key of the keyset
     fits (naming the key id the backup needs) and BackupIntegrityError when the object is
-    corrupted or truncated."""
-    summary = keyset_summary()
+    corrupted or truncated. `path`: the keyset file (default: settings.BACKUP_KEYSET_PATH)."""
+    summary = keyset_summary(path)
     if key_id is not None and key_id not in summary.key_ids:
         raise BackupKeyError(
             f"Wrong key: this backup was encrypted with key id {key_id}, and the keyset at "
             f"{summary.path} holds only key ids {summary.key_ids}. Put back the keyset that "
             "contains that key (rotation keeps old keys; a new keyset does not)."
         )
-    primitive = load_keyset().primitive(streaming_aead.StreamingAead)
+    primitive = load_keyset(summary.path).primitive(_streaming_aead().StreamingAead)
     stream = primitive.new_decrypting_stream(source, associated_data)
     return cast(BinaryIO, _DecryptingReader(stream, key_id=key_id, summary=summary))
 

@@ -20,8 +20,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from django.conf import settings
-
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
@@ -171,17 +169,25 @@ class LocalDestination:
 # S3 (or any S3-compatible store)
 # ---------------------------------------------------------------------------------------------
 class _S3Writer:
-    """A multipart upload fed from a bounded buffer. Parts are uploaded by a background thread
-    so the pipeline keeps dumping while a part travels; at most two parts are held at once."""
+    """A multipart upload. A background thread sends each part while the pipeline fills the
+    next one, so the dump keeps flowing; the memory is exactly two parts: the one being
+    filled (in place, never copied) and the one being sent. When the thread has not finished
+    sending by the time the next part is full, the writer waits for it."""
 
     def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
         self.client, self.bucket, self.key, self.part_size = client, bucket, key, part_size
-        self.upload_id: str | None = client.create_multipart_upload(Bucket=bucket, Key=key)[
-            "UploadId"
-        ]
+        answer = client.create_multipart_upload(Bucket=bucket, Key=key)
+        if not answer.get("UploadId"):
+            # An endpoint that dies while answering can hand back a reply without the id.
+            raise DestinationError(
+                f"S3 endpoint {client.meta.endpoint_url} did not start the multipart upload of "
+                f"s3://{bucket}/{key} (no UploadId in its answer)."
+            )
+        self.upload_id: str | None = answer["UploadId"]
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[tuple[int, bytearray] | None] = queue.Queue()
+        self._sending = threading.Semaphore(1)  # held while a part is queued or in flight
         self._error: BaseException | None = None
         self._sent = 0
         self._thread = threading.Thread(target=self._upload_loop, daemon=True)
@@ -192,39 +198,43 @@ class _S3Writer:
             item = self._queue.get()
             if item is None:
                 return
-            if self._error is not None:
-                continue  # drain without uploading after a failure
             number, body = item
             try:
-                answer = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=body,
-                )
-                self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                if self._error is None:  # after a failure, drain without uploading
+                    answer = self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=self.upload_id,
+                        PartNumber=number,
+                        Body=body,  # a bytearray: botocore sends it as is
+                    )
+                    self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
             except BaseException as exc:  # reported to the writer's next call
                 self._error = exc
+            finally:
+                del body, item
+                self._sending.release()
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
-        while len(self._buffer) >= self.part_size:
-            with memoryview(self._buffer) as view:
-                body = bytes(view[: self.part_size])  # one copy, not two
-            del self._buffer[: self.part_size]
-            self._enqueue(body)
+        view = memoryview(data)
+        while view:
+            room = self.part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) >= self.part_size:
+                self._enqueue()
 
-    def _enqueue(self, body: bytes) -> None:
+    def _enqueue(self) -> None:
         if self._error is not None:
             raise DestinationError(f"s3: uploading {self.key} failed: {self._error}")
+        self._sending.acquire()  # the previous part has left: its buffer is free
         self._sent += 1
+        body, self._buffer = self._buffer, bytearray()
         self._queue.put((self._sent, body))
 
     def commit(self) -> None:
         if self._buffer or self._sent == 0:
-            self._enqueue(bytes(self._buffer))
-            self._buffer = bytearray()
+            self._enqueue()
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
@@ -239,12 +249,7 @@ class _S3Writer:
 
     def abort(self) -> None:
         self._error = self._error or DestinationError("aborted")
-        try:
-            while True:  # unblock the thread if it waits on a full queue
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-        self._queue.put(None)
+        self._queue.put(None)  # the thread finishes the part in flight (if any), then stops
         self._thread.join(timeout=60)
         if self.upload_id is not None:
             try:
@@ -537,30 +542,56 @@ def _gcs_client(endpoint_url: str | None, project: str | None) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
-def destination_get(name: str) -> Destination:
-    """The destination called `name`, configured from settings."""
+def destination_spec(name: str) -> dict[str, Any]:
+    """The configuration of destination `name` from settings, as plain JSON-able values: what
+    the streaming child process (backups.stream, which does not set up Django) is given."""
+    # Imported here, not at the top: this module is used by that child without Django.
+    from django.conf import settings
+
     if name == "local":
-        return LocalDestination(root=Path(settings.BACKUP_LOCAL_DIR))
+        return {"name": "local", "root": str(settings.BACKUP_LOCAL_DIR)}
     if name == "s3":
-        return S3Destination(
-            bucket=settings.BACKUP_S3_BUCKET,
-            prefix=settings.BACKUP_S3_PREFIX,
-            endpoint_url=settings.BACKUP_S3_ENDPOINT_URL or None,
-            region=settings.BACKUP_S3_REGION or None,
-            access_key_id=settings.BACKUP_S3_ACCESS_KEY_ID or None,
-            secret_access_key=settings.BACKUP_S3_SECRET_ACCESS_KEY or None,
-            part_size=settings.BACKUP_S3_PART_SIZE,
-        )
+        return {
+            "name": "s3",
+            "bucket": settings.BACKUP_S3_BUCKET,
+            "prefix": settings.BACKUP_S3_PREFIX,
+            "endpoint_url": settings.BACKUP_S3_ENDPOINT_URL or None,
+            "region": settings.BACKUP_S3_REGION or None,
+            "access_key_id": settings.BACKUP_S3_ACCESS_KEY_ID or None,
+            "secret_access_key": settings.BACKUP_S3_SECRET_ACCESS_KEY or None,
+            "part_size": settings.BACKUP_S3_PART_SIZE,
+        }
     if name == "gcs":
-        return GCSDestination(
-            bucket=settings.BACKUP_GCS_BUCKET,
-            prefix=settings.BACKUP_GCS_PREFIX,
-            endpoint_url=settings.BACKUP_GCS_ENDPOINT_URL or None,
-            project=settings.BACKUP_GCS_PROJECT or None,
-            chunk_size=settings.BACKUP_GCS_CHUNK_SIZE,
-        )
+        return {
+            "name": "gcs",
+            "bucket": settings.BACKUP_GCS_BUCKET,
+            "prefix": settings.BACKUP_GCS_PREFIX,
+            "endpoint_url": settings.BACKUP_GCS_ENDPOINT_URL or None,
+            "project": settings.BACKUP_GCS_PROJECT or None,
+            "chunk_size": settings.BACKUP_GCS_CHUNK_SIZE,
+        }
     raise DestinationError(f"Unknown backup destination {name!r}; use local, s3 or gcs.")
 
 
+def destination_from_spec(spec: dict[str, Any]) -> Destination:
+    """The destination a `destination_spec` describes. Building one imports no cloud SDK:
+    boto3 or google-cloud-storage is imported on the first request to that destination."""
+    options = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "local":
+        return LocalDestination(root=Path(options["root"]))
+    if spec["name"] == "s3":
+        return S3Destination(**options)
+    if spec["name"] == "gcs":
+        return GCSDestination(**options)
+    raise DestinationError(f"Unknown backup destination {spec['name']!r}; use local, s3 or gcs.")
+
+
+def destination_get(name: str) -> Destination:
+    """The destination called `name`, configured from settings."""
+    return destination_from_spec(destination_spec(name))
+
+
 def configured_destinations() -> list[Destination]:
+    from django.conf import settings
+
     return [destination_get(name) for name in settings.BACKUP_DESTINATIONS]

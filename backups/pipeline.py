@@ -6,6 +6,10 @@ Nothing here holds a whole dump in memory or writes a temporary copy of it: data
 outside the GIL) and Tink's encrypting stream into each destination's writer. Memory is
 bounded by zstd's window and worker buffers, Tink's 1 MiB segment, and one upload part per
 remote destination.
+
+This module does not need Django at import time: the commands run the byte-moving part in
+a child process (`backups.stream`) that never sets up Django, and which imports this module,
+`crypto` and `destinations` only. Settings are read lazily where a caller gives no value.
 """
 
 from __future__ import annotations
@@ -22,10 +26,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import zstandard
-from django.conf import settings
 
 from .crypto import BackupIntegrityError, decrypting_stream, encrypting_stream
 from .destinations import READ_CHUNK, Destination, ObjectWriter
@@ -89,10 +92,21 @@ def store_stream(
     associated_data: bytes,
     compress: bool,
     progress: Progress | None = None,
+    zstd_level: int | None = None,
+    zstd_threads: int | None = None,
+    keyset: Path | None = None,
 ) -> StoredObject:
     """Compress (optionally), encrypt and write `chunks` to every destination at once, then
     commit each object. On any failure every writer is aborted and every object already
-    committed is deleted, so no destination keeps a partial or orphaned object."""
+    committed is deleted, so no destination keeps a partial or orphaned object.
+
+    `zstd_level`, `zstd_threads` and `keyset` default to BACKUP_ZSTD_LEVEL,
+    BACKUP_ZSTD_THREADS and BACKUP_KEYSET_PATH."""
+    if compress and (zstd_level is None or zstd_threads is None):
+        from django.conf import settings
+
+        zstd_level = settings.BACKUP_ZSTD_LEVEL if zstd_level is None else zstd_level
+        zstd_threads = settings.BACKUP_ZSTD_THREADS if zstd_threads is None else zstd_threads
     writers: list[tuple[Destination, ObjectWriter]] = []
     committed: list[Destination] = []
     fan: _FanOut | None = None
@@ -100,12 +114,10 @@ def store_stream(
         for destination in destinations:
             writers.append((destination, destination.open_writer(key)))
         fan = _FanOut([w for _, w in writers])
-        encrypted, key_id = encrypting_stream(fan, associated_data=associated_data)  # type: ignore[arg-type]
+        encrypted, key_id = encrypting_stream(fan, associated_data=associated_data, path=keyset)  # type: ignore[arg-type]
         sink: IO[bytes]
         if compress:
-            compressor = zstandard.ZstdCompressor(
-                level=settings.BACKUP_ZSTD_LEVEL, threads=settings.BACKUP_ZSTD_THREADS
-            )
+            compressor = zstandard.ZstdCompressor(level=zstd_level or 1, threads=zstd_threads or 0)
             sink = compressor.stream_writer(encrypted, closefd=True)  # type: ignore[assignment]
         else:
             sink = encrypted
@@ -204,12 +216,18 @@ def open_plaintext(
     key_id: int | None,
     compressed: bool,
     progress: Progress | None = None,
+    keyset: Path | None = None,
 ) -> Iterator[tuple[BinaryIO, HashingReader]]:
     """A reader of the decrypted (and decompressed) object, plus the hashing reader of the
     stored bytes underneath, whose sha256 is complete once the plaintext is read to its end."""
     hashing = HashingReader(destination.open_reader(key), progress)
     buffered = io.BufferedReader(hashing, buffer_size=READ_CHUNK)
-    plain: BinaryIO = decrypting_stream(buffered, associated_data=associated_data, key_id=key_id)  # type: ignore[arg-type]
+    plain: BinaryIO = decrypting_stream(
+        buffered,  # type: ignore[arg-type]
+        associated_data=associated_data,
+        key_id=key_id,
+        path=keyset,
+    )
     if compressed:
         plain = zstandard.ZstdDecompressor().stream_reader(plain, read_size=READ_CHUNK)  # type: ignore[assignment]
     try:
@@ -341,32 +359,71 @@ def _pg_facts(cursor: Any) -> DumpFacts:
     return facts
 
 
+def command_chunks(argv: list[str], env: dict[str, str] | None = None) -> Iterator[bytes]:
+    """The stdout of `argv` (pg_dump), chunk by chunk; raises BackupFailed with the command's
+    own message when it exits non-zero. Closing the generator early kills the command."""
+    with tempfile.TemporaryFile() as stderr:  # the command's messages only
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)  # noqa: S603
+        stdout = cast(IO[bytes], proc.stdout)
+        try:
+            while chunk := stdout.read(READ_CHUNK):
+                yield chunk
+            code = proc.wait()
+            if code != 0:
+                stderr.seek(0)
+                message = stderr.read()[-2000:].decode(errors="replace").strip()
+                raise BackupFailed(f"{Path(argv[0]).name} exited with status {code}: {message}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            stdout.close()
+
+
+def file_chunks(path: str | Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(READ_CHUNK):
+            yield chunk
+
+
+def source_chunks(source: dict[str, Any]) -> Iterator[bytes]:
+    """The chunks a source spec names: {"kind": "command", "argv": [...], "env": {...}} or
+    {"kind": "file", "path": ...} (what `PostgresDump.source` and `SqliteDump.source` give)."""
+    if source["kind"] == "command":
+        return command_chunks(source["argv"], source.get("env"))
+    if source["kind"] == "file":
+        return file_chunks(source["path"])
+    raise BackupFailed(f"Unknown dump source {source['kind']!r}")
+
+
 class PostgresDump:
     """`pg_dump -Fc -Z0` of a snapshot exported from a REPEATABLE READ transaction in which
     the rows are counted, so the dump and the counts describe the same instant.
 
-    Usage: `with PostgresDump(db) as dump: for chunk in dump.chunks(): ...; facts = dump.facts`.
+    The transaction stays open (and so the snapshot valid) for the whole `with` block; the
+    rows are counted in a thread meanwhile. `source` is the pg_dump command, to run here
+    (`chunks()`) or in the streaming child; `wait_facts()` returns the counts.
     """
 
     def __init__(self, db: dict[str, Any]) -> None:
         self.params = pg_params(db)
         self.facts = DumpFacts(engine="postgresql")
+        self.source: dict[str, Any] = {}
         self._conn: Any = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
         self._facts_thread: threading.Thread | None = None
         self._facts_error: BaseException | None = None
 
     def __enter__(self) -> PostgresDump:
         import psycopg
+        from django.conf import settings
 
         self._conn = pg_connect(self.params, autocommit=False)
         self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self._conn.read_only = True
         snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - pg_dump's messages only
-        self._proc = subprocess.Popen(  # noqa: S603
-            [
+        self.source = {
+            "kind": "command",
+            "argv": [
                 settings.BACKUP_PG_DUMP,
                 "--format=custom",
                 # zstd compresses better and on every core; zlib inside pg_dump would be the
@@ -375,10 +432,8 @@ class PostgresDump:
                 f"--snapshot={snapshot}",
                 "--no-password",
             ],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=pg_env(self.params),
-        )
+            "env": pg_env(self.params),
+        }
         # Counting 10 M rows takes a second: do it beside the dump, inside the same snapshot.
         self._facts_thread = threading.Thread(target=self._collect_facts, daemon=True)
         self._facts_thread.start()
@@ -391,36 +446,25 @@ class PostgresDump:
             self._facts_error = exc
 
     def chunks(self) -> Iterator[bytes]:
-        if self._proc is None or self._proc.stdout is None or self._facts_thread is None:
+        if not self.source:
             raise BackupFailed("PostgresDump.chunks() outside its `with` block")
-        while chunk := self._proc.stdout.read(READ_CHUNK):
-            yield chunk
-        code = self._proc.wait()
-        if code != 0:
-            raise BackupFailed(f"pg_dump exited with status {code}: {self._stderr_text()}")
+        yield from command_chunks(self.source["argv"], self.source["env"])
+        self.wait_facts()
+
+    def wait_facts(self) -> DumpFacts:
+        if self._facts_thread is None:
+            raise BackupFailed("PostgresDump.wait_facts() outside its `with` block")
         self._facts_thread.join()
         if self._facts_error is not None:
             raise BackupFailed(f"Counting rows in the dump's snapshot failed: {self._facts_error}")
-
-    def _stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read()[-2000:].decode(errors="replace").strip()
+        return self.facts
 
     def __exit__(self, *exc: object) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
         if self._facts_thread is not None:
             self._facts_thread.join(timeout=30)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
-        if self._stderr is not None:
-            self._stderr.close()
 
 
 class SqliteDump:
@@ -449,12 +493,17 @@ class SqliteDump:
             target.close()
         return self
 
-    def chunks(self) -> Iterator[bytes]:
+    @property
+    def source(self) -> dict[str, Any]:
         if self.copy is None:
-            raise BackupFailed("SqliteDump.chunks() outside its `with` block")
-        with open(self.copy, "rb") as fh:
-            while chunk := fh.read(READ_CHUNK):
-                yield chunk
+            raise BackupFailed("SqliteDump.source outside its `with` block")
+        return {"kind": "file", "path": str(self.copy)}
+
+    def chunks(self) -> Iterator[bytes]:
+        return file_chunks(self.source["path"])
+
+    def wait_facts(self) -> DumpFacts:
+        return self.facts
 
     def __exit__(self, *exc: object) -> None:
         if self._tmpdir is not None:

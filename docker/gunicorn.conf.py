@@ -79,3 +79,24 @@ forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1"
 # to kill healthy workers. /dev/shm is memory-backed.
 if os.path.isdir("/dev/shm"):  # noqa: S108 - only gunicorn's heartbeat file goes there
     worker_tmp_dir = "/dev/shm"  # noqa: S108
+
+
+# Prometheus multiprocess mode (monitoring/metrics.py): every worker writes its counters to
+# files in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up. Files left by an earlier run
+# would be added in too, so the master empties the directory before any worker starts, and
+# forgets a worker's live gauges when it exits.
+def on_starting(server: object) -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server: object, worker: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from students.roles import role_permissions_add
+
 _ALL_DOCUMENT = [
     "files.view_document",
     "files.add_document",
@@ -44,18 +46,9 @@ FILES_ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 
 def files_roles_sync(apps: Any, using: str = "default") -> None:
-    group_model = apps.get_model("auth", "Group")
-    permission_model = apps.get_model("auth", "Permission")
-    by_code = {
-        f"files.{p.codename}": p
-        for p in permission_model.objects.using(using).filter(content_type__app_label="files")
-    }
-    wanted = {code for codes in FILES_ROLE_PERMISSIONS.values() for code in codes}
-    if wanted - set(by_code):  # permissions are created after this app's migrations ran
-        return
-    for name, codes in FILES_ROLE_PERMISSIONS.items():
-        group, _ = group_model.objects.using(using).get_or_create(name=name)
-        group.permissions.add(*[by_code[c] for c in codes])
+    role_permissions_add(
+        apps, app_label="files", role_permissions=FILES_ROLE_PERMISSIONS, using=using
+    )
 
 
 def files_roles_sync_after_migrate(

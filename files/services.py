@@ -88,7 +88,13 @@ def _stored_content(
     if existing is not None:
         yield existing
         return
-    wrote = store.put(key=key, source=file, sealed=sealed, content_type=checked.content_type)
+    try:
+        wrote = store.put(key=key, source=file, sealed=sealed, content_type=checked.content_type)
+    except StorageUnavailable:
+        # The uploader sees a short message; the operator needs the cause (a full disk, an
+        # endpoint down, refused credentials), so it goes to the log with its traceback.
+        logger.error("storing document content %s failed", key, exc_info=True)
+        raise
     try:
         stored = StoredObject(
             key=key,
@@ -117,10 +123,13 @@ def _after_new_content(stored: StoredObject) -> None:
     from . import tasks
 
     pk = stored.pk
+    # robust: by then the upload is committed; a broker that is down (Redis outage) is logged
+    # instead of answering a 500 for a saved file. The replication sweep (replicate_pending)
+    # copies what was never queued.
     if stored.scan_status == StoredObject.ScanStatus.PENDING:
-        transaction.on_commit(lambda: tasks.scan_stored_object.delay(pk))
+        transaction.on_commit(lambda: tasks.scan_stored_object.delay(pk), robust=True)
     if "documents_replica" in settings.STORAGES:
-        transaction.on_commit(lambda: tasks.replicate_stored_object.delay(pk))
+        transaction.on_commit(lambda: tasks.replicate_stored_object.delay(pk), robust=True)
 
 
 def _version_add(

@@ -15,7 +15,10 @@ real key. Sensitive content on the local disk is sealed with Tink (see `files.se
 from __future__ import annotations
 
 import datetime
+import errno
 import os
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +32,6 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.urls import reverse
 from django.utils import timezone
-from storages.backends.gcloud import GoogleCloudStorage
-from storages.backends.s3 import S3Storage
 
 from . import sealing
 
@@ -55,8 +56,16 @@ def content_key(*, sha256: str, sealed: bool) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Backends: django-storages with the knobs we need set from simple options
+#
+# boto3 and google-cloud-storage cost about 30 MiB of memory and a quarter of a second to
+# import, and every process that sets up Django imports this module (the admin imports the
+# files services). So the two backend classes are built on first use: `STORAGES` names them
+# as `files.storage.DocumentS3Storage` / `...DocumentGoogleCloudStorage`, and the module's
+# `__getattr__` below creates each class, with its SDK, only when something asks for it. A
+# process whose documents are on the local disk (or a backup to a local directory) never
+# loads either SDK.
 # ---------------------------------------------------------------------------------------------
-class DocumentS3Storage(S3Storage):
+class _DocumentS3Options:
     """S3 (or an S3-compatible endpoint) with bounded timeouts and retries.
 
     Extra options: `connect_timeout`, `read_timeout` and `max_attempts`, so an unreachable
@@ -80,10 +89,10 @@ class DocumentS3Storage(S3Storage):
                 s3={"addressing_style": addressing_style},
             ),
         )
-        super().__init__(**options)
+        super().__init__(**options)  # type: ignore[call-arg]
 
 
-class DocumentGoogleCloudStorage(GoogleCloudStorage):
+class _DocumentGoogleCloudOptions:
     """Google Cloud Storage with explicit credentials, endpoint, deadlines and CMEK.
 
     Extra options:
@@ -97,8 +106,13 @@ class DocumentGoogleCloudStorage(GoogleCloudStorage):
     - `timeout` and `retry_deadline` (seconds) bound each call and its retries.
     """
 
+    # Provided by django-storages' GoogleCloudStorage, which this is mixed into.
     _client: Any
     credentials: Any
+    project_id: Any
+    bucket: Any
+    blob_chunk_size: Any
+    _normalize_name: Any
 
     def __init__(self, **options: Any) -> None:
         self.credentials_file = options.pop("credentials_file", "") or ""
@@ -107,7 +121,7 @@ class DocumentGoogleCloudStorage(GoogleCloudStorage):
         self.kms_key_name = options.pop("kms_key_name", "") or ""
         self.call_timeout = float(options.pop("timeout", 60))
         self.retry_deadline = float(options.pop("retry_deadline", 30))
-        super().__init__(**options)
+        super().__init__(**options)  # type: ignore[call-arg]
         self._signing_credentials: Any = None
 
     @property
@@ -183,6 +197,54 @@ class DocumentGoogleCloudStorage(GoogleCloudStorage):
         return self._signing_credentials
 
 
+def _s3_storage_base() -> type[Storage]:
+    from storages.backends.s3 import S3Storage
+
+    return S3Storage  # type: ignore[no-any-return]
+
+
+def _gcs_storage_base() -> type[Storage]:
+    from storages.backends.gcloud import GoogleCloudStorage
+
+    return GoogleCloudStorage  # type: ignore[no-any-return]
+
+
+_lazy_lock = threading.Lock()
+_LAZY_BACKENDS = {
+    "DocumentS3Storage": (_DocumentS3Options, _s3_storage_base),
+    "DocumentGoogleCloudStorage": (_DocumentGoogleCloudOptions, _gcs_storage_base),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """`files.storage.DocumentS3Storage` and `...DocumentGoogleCloudStorage`, built (and
+    their SDK imported) on first access, then kept as ordinary module attributes."""
+    if name not in _LAZY_BACKENDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _lazy_lock:  # one class per name, even when two threads ask at once
+        if name not in globals():
+            options, base = _LAZY_BACKENDS[name]
+            globals()[name] = type(
+                name, (options, base()), {"__module__": __name__, "__doc__": options.__doc__}
+            )
+    return globals()[name]
+
+
+def _loaded_instance(storage: Storage, module: str, name: str) -> bool:
+    """isinstance against a django-storages backend without importing its SDK: when the
+    module was never imported, no instance of its class can exist."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(storage, getattr(loaded, name))
+
+
+def _is_s3(storage: Storage) -> bool:
+    return _loaded_instance(storage, "storages.backends.s3", "S3Storage")
+
+
+def _is_gcs(storage: Storage) -> bool:
+    return _loaded_instance(storage, "storages.backends.gcloud", "GoogleCloudStorage")
+
+
 # ---------------------------------------------------------------------------------------------
 # The facade the services use
 # ---------------------------------------------------------------------------------------------
@@ -196,9 +258,9 @@ class DownloadLink:
 def _kind(storage: Storage) -> str:
     if isinstance(storage, FileSystemStorage):
         return "local"
-    if isinstance(storage, S3Storage):
+    if _is_s3(storage):
         return "s3"
-    if isinstance(storage, GoogleCloudStorage):
+    if _is_gcs(storage):
         return "gcs"
     raise TypeError(f"Unsupported document storage {type(storage).__name__}")
 
@@ -423,6 +485,12 @@ class DocumentStore:
             raise StorageUnavailable(self._describe(exc)) from exc
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Waiting will not help here: the operator must free space, so say so.
+            return (
+                f"The document store ({self.mode}) is full: no space left on its disk. Nothing "
+                "was saved; please tell your administrator."
+            )
         return (
             f"The document store ({self.mode}) could not be reached or refused the request "
             f"({type(exc).__name__}). Nothing was saved; please try again in a few minutes."
@@ -438,9 +506,10 @@ def attachment_disposition(filename: str) -> str:
 def cloud_url(storage: Storage, *, key: str, filename: str, content_type: str, ttl: int) -> str:
     """A presigned (S3) or V4-signed (GCS) GET URL that downloads under the original name."""
     disposition = attachment_disposition(filename)
-    if isinstance(storage, S3Storage):
+    cloud: Any = storage  # django-storages' url() takes more arguments than Storage.url()
+    if _is_s3(storage):
         return str(
-            storage.url(
+            cloud.url(
                 key,
                 parameters={
                     "ResponseContentDisposition": disposition,
@@ -449,20 +518,20 @@ def cloud_url(storage: Storage, *, key: str, filename: str, content_type: str, t
                 expire=ttl,
             )
         )
-    if isinstance(storage, GoogleCloudStorage):
+    if _is_gcs(storage):
         params: dict[str, Any] = {
             "expiration": datetime.timedelta(seconds=ttl),
             "response_disposition": disposition,
             "response_type": content_type,
             "version": "v4",
         }
-        if isinstance(storage, DocumentGoogleCloudStorage):
+        if isinstance(storage, _DocumentGoogleCloudOptions):
             signer = storage.signing_credentials()
             if signer is not None:
                 params["credentials"] = signer
             if storage.api_endpoint:
                 params["api_access_endpoint"] = storage.api_endpoint
-        return str(storage.url(key, parameters=params))
+        return str(cloud.url(key, parameters=params))
     raise TypeError(f"{type(storage).__name__} has no signed URLs")
 
 

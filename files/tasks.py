@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
 
 @shared_task(
@@ -34,7 +35,8 @@ def replicate_stored_object(self: Any, stored_object_id: int) -> bool:
     try:
         return stored_object_replicate(stored_object_id=stored_object_id)
     except StorageUnavailable as exc:
-        raise self.retry(exc=exc, countdown=min(60 * 2**self.request.retries, 900)) from exc
+        first = settings.DOCUMENTS_REPLICATION_RETRY_SECONDS
+        raise self.retry(exc=exc, countdown=min(first * 2**self.request.retries, 900)) from exc
 
 
 @shared_task(name="files.tasks.replicate_pending")

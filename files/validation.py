@@ -76,6 +76,14 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
 }
 
 MAX_NAME_LENGTH = 150
+# Longer than any real extension: a name like "a.<400 letters>" has a long stem, not a type.
+MAX_EXTENSION_LENGTH = 16
+# Names Windows keeps for devices, whatever the extension ("CON.pdf" cannot be saved there).
+WINDOWS_RESERVED_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{n}" for n in range(1, 10)}
+    | {f"LPT{n}" for n in range(1, 10)}
+)
 _UNSAFE = re.compile(r"[^\w\-. ()+,&'@]+", re.UNICODE)
 _SPACES = re.compile(r"\s+")
 SNIFF_BYTES = 1024 * 1024  # what libmagic looks at for Office formats' zip directory
@@ -91,15 +99,21 @@ class CheckedUpload:
 
 def sanitize_name(raw: str) -> str:
     """A safe display and download name: the last path component only, no control or
-    shell-special characters, no leading dots, at most MAX_NAME_LENGTH characters."""
+    shell-special characters, no leading or trailing dots, not a name Windows reserves, at
+    most MAX_NAME_LENGTH characters (the extension kept when the name is shortened)."""
     name = unicodedata.normalize("NFKC", raw or "")
     name = re.split(r"[/\\]", name)[-1]
     name = "".join(ch for ch in name if ch.isprintable())
     name = _UNSAFE.sub("_", name)
     name = _SPACES.sub(" ", name).strip(" .")
     stem, ext = os.path.splitext(name)
-    if len(name) > MAX_NAME_LENGTH:
-        name = stem[: MAX_NAME_LENGTH - len(ext)] + ext
+    if len(ext) > MAX_EXTENSION_LENGTH:
+        stem, ext = name, ""
+    if stem.split(".")[0].strip(" ").upper() in WINDOWS_RESERVED_NAMES:
+        stem = "_" + stem
+    # Shortening may leave a trailing dot or space, which Windows drops from a saved name.
+    stem = stem[: MAX_NAME_LENGTH - len(ext)].rstrip(" .")
+    name = stem + ext
     if not stem or name in {".", ".."}:
         raise ValidationError(
             "The file name is not usable. Rename the file (for example report.pdf) and try again.",

@@ -25,9 +25,9 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import filesizeformat
 from django.views.decorators.http import require_GET, require_http_methods
 
+from audit.services import audit_record
 from students.models import Student
 from students.tenancy import SchoolAccess
 from students.views import school_view
@@ -44,7 +44,7 @@ from .storage import (
     document_store,
     token_read,
 )
-from .uploads import REFUSED_ATTR
+from .uploads import upload_refusal
 
 
 def _add_errors(form: Form, exc: ValidationError, field: str = "file") -> None:
@@ -57,13 +57,10 @@ def _add_errors(form: Form, exc: ValidationError, field: str = "file") -> None:
         form.add_error(field, exc)
 
 
-def _too_large(request: HttpRequest, form: Form) -> bool:
-    if getattr(request, REFUSED_ATTR, False):
-        form.add_error(
-            "file",
-            f"The file is larger than {filesizeformat(settings.DOCUMENTS_MAX_UPLOAD_BYTES)}, "
-            "the largest accepted. Nothing was saved.",
-        )
+def _upload_cut_off(request: HttpRequest, form: Form) -> bool:
+    refusal = upload_refusal(request)
+    if refusal:
+        form.add_error("file", refusal)
         return True
     return False
 
@@ -72,7 +69,7 @@ def _upload_document(
     request: HttpRequest, access: SchoolAccess, student: Student | None
 ) -> tuple[DocumentUploadForm, Document | None]:
     form = DocumentUploadForm(request.POST, request.FILES)
-    if _too_large(request, form) or not form.is_valid():
+    if _upload_cut_off(request, form) or not form.is_valid():
         return form, None
     data = form.cleaned_data
     try:
@@ -136,6 +133,8 @@ def document_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> Http
         history = selectors.document_history_get(access=access, document_id=pk)
     except Document.DoesNotExist:
         raise Http404("No such document.") from None
+    # A read of a student's document (its title, versions, uploaders) is a disclosure too.
+    audit_record(actor=request.user, action="document_view", target=history.document)
     return render(request, "files/document_detail.html", _detail_context(access, history))
 
 
@@ -161,7 +160,7 @@ def version_upload(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
     if request.method != "POST":
         return render(request, "files/document_detail.html", _detail_context(access, history))
     form = VersionUploadForm(request.POST, request.FILES)
-    if not _too_large(request, form) and form.is_valid():
+    if not _upload_cut_off(request, form) and form.is_valid():
         try:
             version = services.document_version_create(
                 document=history.document,

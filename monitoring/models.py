@@ -144,6 +144,9 @@ class AlertState(models.Model):
     last_notified_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    # When the rule started failing without a break; a rule with a grace period
+    # (MONITORING_ALERT_GRACE_SECONDS) opens only once it has failed that long.
+    failing_since = models.DateTimeField(null=True, blank=True)
     incidents = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:

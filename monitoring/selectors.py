@@ -14,7 +14,6 @@ from django.db.models import Aggregate, Count, FloatField, Max, Min, QuerySet, S
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
-from .checks import backups_contract
 from .models import LATENCY_BUCKET_FIELDS, RequestMinute, SlowQuery, SystemSample
 from .request_stats import SUMMED_COLUMNS, quantile
 
@@ -325,6 +324,10 @@ def backup_runs_get(*, since: datetime.datetime) -> list[BackupPoint]:
     that function, its `backup_runs_list(kind="database", limit=...)` (BackupRun rows:
     `stored_size`, the `duration` timedelta). Empty until the backups app has either, and
     empty (logged) should it answer something unexpected: a chart must not break the page."""
+    # Imported here: monitoring.checks loads django-health-check (about 9 MiB), and this
+    # module is imported by the admin in every process, backups and restores included.
+    from .checks import backups_contract
+
     try:
         history = backups_contract("backup_run_history")
         if history is not None:

@@ -308,8 +308,15 @@ def _update_in_database(
         cache.delete(_fallback_key(name))
         _memory_open.pop(name, None)
     state.last_checked_at = now
+    if not failing:
+        state.failing_since = None
+    elif state.failing_since is None:
+        state.failing_since = now
+    grace = datetime.timedelta(seconds=settings.MONITORING_ALERT_GRACE_SECONDS.get(name, 0))
+    # Failing, but not yet for as long as this rule's grace period: no incident yet.
+    pending = failing and now - (state.failing_since or now) < grace
     transition: Transition | None = None
-    if failing and not state.is_open:
+    if failing and not state.is_open and not pending:
         state.is_open, state.opened_at, state.resolved_at = True, now, None
         state.summary = summary
         state.incidents += 1

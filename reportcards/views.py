@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
@@ -27,6 +28,10 @@ class BatchForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 @school_view("students.view_grade")
 def section_report_cards(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
+    # Reading needs view_grade; starting a batch writes rows and PDFs, which auditors (who
+    # only read) must not do: it takes the permission to record grades.
+    if request.method == "POST" and not access.has_perm("students.change_grade"):
+        raise PermissionDenied("Your role does not allow this.")
     section = get_object_or_404(
         access.sections().select_related("grade_level", "academic_year"), pk=pk
     )

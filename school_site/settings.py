@@ -53,7 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_celery_beat",
-    "health_check",  # django-health-check: its dashboard template; checks live in monitoring
+    # Not "health_check": monitoring imports django-health-check's checks where it uses them,
+    # and the app entry would load them (dns, redis.asyncio: 9 MiB) into every process.
     "audit",
     "students",
     "files",
@@ -190,6 +191,16 @@ else:
             "TIMEOUT": env.int("CACHE_TIMEOUT", default=300),
         }
     }
+# CACHE_BACKEND=dummy turns caching off (every read a miss; sessions still live in the
+# database): the load benchmark runs a second server this way to measure what the cache saves.
+CACHE_BACKEND = env.str("CACHE_BACKEND", default="").lower()
+if CACHE_BACKEND not in {"", "dummy"}:
+    raise ImproperlyConfigured("CACHE_BACKEND must be empty (the default) or dummy.")
+if CACHE_BACKEND == "dummy":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+# Report card and roster PDFs are cached per school version (students.reports): a write to
+# the school's records replaces them at once; the timeout only bounds memory.
+REPORTS_CACHE_TIMEOUT = env.int("REPORTS_CACHE_TIMEOUT", default=300)
 # Sessions survive a cache outage: the database holds them, the cache only speeds reads.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 60 * 60)  # one school day
@@ -297,6 +308,11 @@ CELERY_RESULT_BACKEND = (
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_EXPIRES = 24 * 60 * 60
+# A Redis outage must not hold a web request for 20 s while `.delay()` retries the result
+# store (Celery's default: 20 tries, 1 s apart): give up within ~2 s, like the broker publish.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+}
 CELERY_TASK_IGNORE_RESULT = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -450,6 +466,13 @@ MONITORING_ALERT_ERROR_RATE_WINDOW_MINUTES = env.int(
 MONITORING_ALERT_ERROR_RATE_MIN_REQUESTS = env.int(
     "MONITORING_ALERT_ERROR_RATE_MIN_REQUESTS", default=20
 )
+# Seconds a rule must keep failing before its alert opens. A worker that is starting (make run,
+# a deploy) does not answer the first ping; a worker really gone stays gone.
+MONITORING_ALERT_GRACE_SECONDS = {
+    "worker_missing": env.int("MONITORING_ALERT_WORKER_GRACE_SECONDS", default=120),
+}
+if any(seconds < 0 for seconds in MONITORING_ALERT_GRACE_SECONDS.values()):
+    raise ImproperlyConfigured("MONITORING_ALERT_WORKER_GRACE_SECONDS must not be negative.")
 MONITORING_ALERT_WEBHOOK_URL = env.str("MONITORING_ALERT_WEBHOOK_URL", default="")
 MONITORING_ALERT_WEBHOOK_TIMEOUT = env.float("MONITORING_ALERT_WEBHOOK_TIMEOUT", default=5.0)
 if MONITORING_ALERT_WEBHOOK_URL and not MONITORING_ALERT_WEBHOOK_URL.startswith(
@@ -480,6 +503,11 @@ if not 10 <= DOCUMENTS_URL_TTL <= 7 * 24 * 3600:  # S3 and GCS V4 allow at most 
 DOCUMENTS_CLOUD_CONNECT_TIMEOUT = env.float("DOCUMENTS_CLOUD_CONNECT_TIMEOUT", default=5.0)
 DOCUMENTS_CLOUD_READ_TIMEOUT = env.float("DOCUMENTS_CLOUD_READ_TIMEOUT", default=120.0)
 DOCUMENTS_CLOUD_MAX_ATTEMPTS = env.int("DOCUMENTS_CLOUD_MAX_ATTEMPTS", default=3)
+# A hybrid copy that fails (cloud down) is retried after this many seconds, doubling per
+# attempt up to 15 minutes; the 10-minute sweep (replicate_pending) catches what retries miss.
+DOCUMENTS_REPLICATION_RETRY_SECONDS = env.int("DOCUMENTS_REPLICATION_RETRY_SECONDS", default=60)
+if DOCUMENTS_REPLICATION_RETRY_SECONDS < 1:
+    raise ImproperlyConfigured("DOCUMENTS_REPLICATION_RETRY_SECONDS must be at least 1.")
 
 
 def _documents_s3_options() -> dict:
@@ -685,3 +713,215 @@ if BACKUP_ALERT_WEBHOOK_URL and not BACKUP_ALERT_WEBHOOK_URL.startswith(("http:/
     raise ImproperlyConfigured("BACKUP_ALERT_WEBHOOK_URL must be an http(s):// URL.")
 # Seconds an administrator's signed download link for a backup object stays valid.
 BACKUP_DOWNLOAD_LINK_MAX_AGE = env.int("BACKUP_DOWNLOAD_LINK_MAX_AGE", default=10 * 60)
+
+# ---------------------------------------------------------------------------------------------
+# --- Accounts and security: lockout, two-factor, security headers (accounts/, issue 7)
+# ---------------------------------------------------------------------------------------------
+# Brute-force protection (django-axes, attempts in the database): after AXES_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is locked out for
+# AXES_COOLOFF_MINUTES (0: until an administrator unlocks it). Keyed on the pair, so an
+# attacker cannot lock a teacher out of school by guessing from elsewhere.
+INSTALLED_APPS += [
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
+    "accounts",
+]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out pair before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be at least 1.")
+_axes_cooloff = env.float("AXES_COOLOFF_MINUTES", default=30.0)
+if _axes_cooloff < 0:
+    raise ImproperlyConfigured("AXES_COOLOFF_MINUTES must be 0 (no expiry) or more.")
+if _axes_cooloff:
+    import datetime as _datetime
+
+    AXES_COOLOFF_TIME = _datetime.timedelta(minutes=_axes_cooloff)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a good password clears the earlier typos
+AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
+# The same client address as the audit trail: the proxy's X-Forwarded-For only from loopback.
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_USERNAME_CALLABLE = "accounts.lockout.username_of"
+AXES_VERBOSE = False
+
+# Two-factor (django-otp: TOTP apps plus single-use backup codes) for district and school
+# administrators. OTP_TOTP_ISSUER names the account in the authenticator app.
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Schoolhouse")
+# A backup download asks for a fresh code when the last one is older than this (minutes).
+ACCOUNTS_OTP_RECHECK_MINUTES = env.int("ACCOUNTS_OTP_RECHECK_MINUTES", default=10)
+# After a wrong code the device refuses codes for this many seconds, doubled at each further
+# wrong code: a guessing script gets a few dozen tries an hour at most.
+OTP_TOTP_THROTTLE_FACTOR = 1
+
+# Sessions: a tab left open in the staff room ends after this many idle seconds (0: never),
+# and (by default) when the browser closes. SESSION_COOKIE_AGE still caps the whole day.
+SESSION_IDLE_TIMEOUT = env.int("SESSION_IDLE_TIMEOUT", default=30 * 60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
+
+_security_mw = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware")
+MIDDLEWARE.insert(_security_mw + 1, "csp.middleware.CSPMiddleware")
+_auth_mw = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE.insert(_auth_mw + 1, "django_otp.middleware.OTPMiddleware")
+_messages_mw = MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware")
+MIDDLEWARE[_messages_mw + 1 : _messages_mw + 1] = [
+    # Idle timeout, and the two-factor gate: an administrator sees nothing but the log-in,
+    # two-factor and log-out pages until a code is verified.
+    "accounts.middleware.SessionIdleTimeoutMiddleware",
+    "accounts.middleware.TwoFactorRequiredMiddleware",
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes asks
+
+# Content-Security-Policy (django-csp): only our own scripts, and an inline one only with
+# the per-response nonce ({{ request.csp_nonce }}). Inline style attributes stay allowed:
+# the progress bars and the admin set widths inline, and CSS cannot run code.
+from csp.constants import NONCE as _NONCE  # noqa: E402
+from csp.constants import NONE as _NONE  # noqa: E402
+from csp.constants import SELF as _SELF  # noqa: E402
+from csp.constants import UNSAFE_INLINE as _UNSAFE_INLINE  # noqa: E402
+
+_csp_directives: dict[str, list] = {
+    "default-src": [_SELF],
+    "script-src": [_SELF, _NONCE],
+    "style-src": [_SELF, _UNSAFE_INLINE],
+    "img-src": [_SELF, "data:"],
+    "font-src": [_SELF],
+    "connect-src": [_SELF],
+    "form-action": [_SELF],
+    "frame-ancestors": [_NONE],
+    "base-uri": [_SELF],
+    "object-src": [_NONE],
+}
+if env.str("CSP_REPORT_URI", default=""):
+    _csp_directives["report-uri"] = [env.str("CSP_REPORT_URI")]
+# CSP_REPORT_ONLY=true sends the same policy as Report-Only: a way to try a change safely.
+_csp_setting = {"DIRECTIVES": _csp_directives}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_setting
+else:
+    CONTENT_SECURITY_POLICY = _csp_setting
+
+# Encrypted connections. PostgreSQL: DB_SSLMODE (+ DB_SSLROOTCERT, DB_SSLCERT, DB_SSLKEY above).
+_PG_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+if USING_POSTGRES and _db["OPTIONS"]["sslmode"] not in _PG_SSLMODES:
+    raise ImproperlyConfigured(f"DB_SSLMODE must be one of {', '.join(sorted(_PG_SSLMODES))}.")
+# Redis over TLS: a rediss:// URL for the cache, the Celery broker and the result backend,
+# checked against REDIS_SSL_CERT_REQS (required | optional | none) and, for a private CA,
+# REDIS_SSL_CA_CERTS (+ REDIS_SSL_CERTFILE / REDIS_SSL_KEYFILE for client certificates).
+import ssl as _ssl  # noqa: E402
+
+_REDIS_CERT_REQS = {
+    "required": _ssl.CERT_REQUIRED,
+    "optional": _ssl.CERT_OPTIONAL,
+    "none": _ssl.CERT_NONE,
+}
+REDIS_SSL_CERT_REQS = env.str("REDIS_SSL_CERT_REQS", default="required").lower()
+if REDIS_SSL_CERT_REQS not in _REDIS_CERT_REQS:
+    raise ImproperlyConfigured("REDIS_SSL_CERT_REQS must be required, optional or none.")
+_redis_tls_files = {
+    "ssl_ca_certs": env.str("REDIS_SSL_CA_CERTS", default=""),
+    "ssl_certfile": env.str("REDIS_SSL_CERTFILE", default=""),
+    "ssl_keyfile": env.str("REDIS_SSL_KEYFILE", default=""),
+}
+for _name, _path in _redis_tls_files.items():
+    if _path and not Path(_path).is_file():
+        raise ImproperlyConfigured(f"REDIS_{_name.upper()} names no file: {_path}")
+_redis_tls = {"ssl_cert_reqs": _REDIS_CERT_REQS[REDIS_SSL_CERT_REQS]} | {
+    k: v for k, v in _redis_tls_files.items() if v
+}
+if REDIS_URL.startswith("rediss://"):
+    CACHES["default"]["OPTIONS"]["CONNECTION_POOL_KWARGS"].update(_redis_tls)
+if CELERY_BROKER_URL.startswith("rediss://"):
+    CELERY_BROKER_USE_SSL = _redis_tls
+if CELERY_RESULT_BACKEND.startswith("rediss://"):
+    CELERY_REDIS_BACKEND_USE_SSL = _redis_tls
+
+# ---------------------------------------------------------------------------------------------
+# --- Audit trail: model history and disclosures (audit/, issue 7)
+# ---------------------------------------------------------------------------------------------
+# Model history (django-auditlog): every create, update and delete of school data is kept
+# as an `audit.ModelChange` row (auditlog's log entry plus indexed school and student ids),
+# next to the `AuditEvent` rows for logins, exports, downloads and reads. The models are
+# registered in audit/apps.py. Works on PostgreSQL and on the embedded SQLite mode alike.
+INSTALLED_APPS += ["auditlog"]
+AUDITLOG_LOGENTRY_MODEL = "audit.ModelChange"
+# auditlog's own migrations create its stock table even when the entry model is swapped; that
+# table is never written, and its foreign key to content types breaks the test runner's
+# flush, so auditlog's migrations are not run at all.
+MIGRATION_MODULES = {"auditlog": None}
+# Masked fields (passwords, medical notes) keep "changed", never the value.
+AUDITLOG_MASK_CALLABLE = "audit.history.mask_value"
+# Fixture loads and restores (raw saves) are not school activity.
+AUDITLOG_DISABLE_ON_RAW_SAVE = True
+# Auditors' pages: rows per page of the trail and of a student's disclosures.
+AUDIT_EVENTS_PER_PAGE = env.int("AUDIT_EVENTS_PER_PAGE", default=50)
+if AUDIT_EVENTS_PER_PAGE < 1:
+    raise ImproperlyConfigured("AUDIT_EVENTS_PER_PAGE must be at least 1.")
+
+# ---------------------------------------------------------------------------------------------
+# --- REST API (api/, issue 10)
+# ---------------------------------------------------------------------------------------------
+INSTALLED_APPS += [
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets, served as our own static files
+    "api",
+]
+# Requests per token (per user for the browsable API's sessions), e.g. 300/minute,
+# 10000/hour; empty turns rate limiting off. Counted in the cache (Redis in production).
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="300/minute")
+if API_THROTTLE_RATE:
+    _count, _, _period = API_THROTTLE_RATE.partition("/")
+    if not _count.isdigit() or _period[:1] not in {"s", "m", "h", "d"}:
+        raise ImproperlyConfigured("API_THROTTLE_RATE must look like 300/minute or 10000/hour.")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # the browsable API
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.SchoolRolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiTokenRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.StableCursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.SchoolhouseAutoSchema",
+    "EXCEPTION_HANDLER": "api.views.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Schoolhouse API",
+    "DESCRIPTION": (
+        "Students, guardians, sections, enrollments, attendance, assessments, grades and "
+        "documents of one school. Authenticate with `Authorization: Bearer <token>`; a "
+        "token works in the school it was issued for, with its user's role there."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,  # multipart uploads get their own request schema
+    # Enum names that would otherwise clash (several models have a `status`).
+    "ENUM_NAME_OVERRIDES": {
+        "StudentStatusEnum": "students.models.Student.Status",
+        "AttendanceStatusEnum": "students.models.AttendanceRecord.Status",
+    },
+}

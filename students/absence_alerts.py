@@ -61,8 +61,11 @@ def absence_alerts_queue(*, section: Section, date: datetime.date) -> None:
     """Send the day's alerts for the section after the current transaction commits."""
     from .tasks import absence_alerts_send_task
 
+    # robust: the attendance is committed by now; a broker that is down (Redis outage) is
+    # logged, never turned into a 500 that makes the teacher think the register was lost.
     transaction.on_commit(
-        lambda: absence_alerts_send_task.delay(section_id=section.pk, date=date.isoformat())
+        lambda: absence_alerts_send_task.delay(section_id=section.pk, date=date.isoformat()),
+        robust=True,
     )
 
 

@@ -19,6 +19,7 @@ from django.urls import path
 from audit.services import audit_record
 
 from . import services
+from .cache import school_cache_bump
 from .forms import RolloverForm
 from .models import (
     AbsenceAlert,
@@ -102,6 +103,13 @@ class SchoolScopedMixin:
         return self.has_view_permission(request)
 
 
+def _bump(obj: Any) -> None:
+    # Cached dashboards and report PDFs (students.cache) must not outlive an admin's edit.
+    school_id = obj.pk if isinstance(obj, School) else getattr(obj, "school_id", None)
+    if school_id:
+        school_cache_bump(school_id)
+
+
 class SchoolScopedAdmin(SchoolScopedMixin, admin.ModelAdmin):
     list_per_page = 50
 
@@ -125,14 +133,17 @@ class SchoolScopedAdmin(SchoolScopedMixin, admin.ModelAdmin):
             target=obj,
             changes={name: str(form.cleaned_data.get(name)) for name in form.changed_data},
         )
+        _bump(obj)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         audit_record(actor=request.user, action="delete", target=obj)
         super().delete_model(request, obj)
+        _bump(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for obj in queryset:
             audit_record(actor=request.user, action="delete", target=obj)
+            _bump(obj)
         super().delete_queryset(request, queryset)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
@@ -149,6 +160,7 @@ class SchoolScopedAdmin(SchoolScopedMixin, admin.ModelAdmin):
             audit_record(actor=request.user, action="delete", target=obj)
             obj.delete()
         formset.save_m2m()
+        _bump(form.instance)
 
 
 class SchoolScopedInline(SchoolScopedMixin, admin.TabularInline):

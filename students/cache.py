@@ -30,7 +30,10 @@ def school_cache_version(school_id: int) -> int:
         # A new or evicted counter starts from the clock, never from 1, so it cannot fall
         # back onto a number whose old entries are still cached.
         version = time.time_ns()
-        cache.add(_version_key(school_id), version, _VERSION_TTL)
+        if not cache.add(_version_key(school_id), version, _VERSION_TTL):
+            # Another process started the counter first: use theirs, or the two would cache
+            # (and compute) the same figures under two keys.
+            version = cache.get(_version_key(school_id)) or version
     return int(version)
 
 

@@ -34,6 +34,7 @@ from django.db import DatabaseError, IntegrityError, connection, models, transac
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
+from audit.history import bulk_history_record, history_snapshot_of
 from audit.services import Actor, audit_record
 
 from .cache import school_cache_bump
@@ -880,6 +881,9 @@ def _apply(school: School, plan: ImportPlan, actor: Actor) -> ImportResult:
             + ". Nothing was imported; check the file again."
         )
 
+    # Bulk writes send no signals: the per-row history (old and new values) is kept by hand.
+    history_fields = sorted({name for row in plan.rows for name in row.student_fields})
+    before = history_snapshot_of(current.values(), history_fields)
     now = timezone.now()
     created: list[Student] = []
     updated: list[Student] = []
@@ -939,6 +943,27 @@ def _apply(school: School, plan: ImportPlan, actor: Actor) -> ImportResult:
             work.link_updates, sorted(link_fields), batch_size=IMPORT_BATCH_SIZE
         )
 
+    bulk_history_record(
+        rows=[*created, *updated],
+        fields=history_fields,
+        before=before,
+        actor=actor,
+        operation="import",
+    )
+    bulk_history_record(
+        rows=[g for _, g, _ in work.new],
+        fields=["first_name", "last_name"],
+        before={},
+        actor=actor,
+        operation="import",
+    )
+    bulk_history_record(
+        rows=new_links,
+        fields=["student", "guardian", "relationship"],
+        before={},
+        actor=actor,
+        operation="import",
+    )
     audit_record(
         actor=actor,
         action="import",

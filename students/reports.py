@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
+from django.conf import settings
 from django.db.models import Count, F, FilteredRelation, Prefetch, Q
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -41,6 +42,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from .cache import school_cached
 from .csv_io import csv_cell
 from .models import (
     Assessment,
@@ -996,4 +998,37 @@ def transcript_pdf(*, student: Student, cards: list[ReportCard]) -> bytes:
         author=student.school.name,
         footer=f"{student.school.name} · Academic transcript · Confidential student record · "
         f"Generated {_day(timezone.localdate())}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached documents
+# ---------------------------------------------------------------------------------------------
+# A report card or a roster PDF costs 50-300 ms of queries and layout, and staff reopen the
+# same ones all day (a parent meeting, a trip). Each is cached under the school's cache
+# version (students.cache), so any write to the school's records (attendance, grades,
+# enrolment, a student's or a guardian's details) makes the next request build a fresh one,
+# and under the day, since both print today's date and count attendance up to it. The lock of
+# `school_cached` keeps a class of teachers opening the same roster from building it ten times.
+def report_card_pdf_cached(
+    *, student: Student, term: Term, today: datetime.date | None = None
+) -> bytes:
+    """The term's report card of the student as PDF bytes, from the cache when it is there."""
+    today = today or timezone.localdate()
+    return school_cached(
+        student.school_id,
+        f"report-card:{student.pk}:{term.pk}:{today.isoformat()}",
+        lambda: report_card_pdf(report_card_data(student=student, term=term, today=today)),
+        settings.REPORTS_CACHE_TIMEOUT,
+    )
+
+
+def section_roster_pdf_cached(*, section: Section, today: datetime.date | None = None) -> bytes:
+    """The class roster as PDF bytes, from the cache when it is there."""
+    today = today or timezone.localdate()
+    return school_cached(
+        section.school_id,
+        f"roster-pdf:{section.pk}:{today.isoformat()}",
+        lambda: section_roster_pdf(section=section, today=today),
+        settings.REPORTS_CACHE_TIMEOUT,
     )

@@ -60,16 +60,17 @@ def _perms(actions: list[str], models: list[str]) -> list[str]:
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     "District administrator": _perms(["view", "add", "change", "delete"], SCHOOL_MODELS)
-    + ["audit.view_auditevent"],
+    + ["audit.view_auditevent", "audit.view_modelchange"],
     "School administrator": _perms(["view", "add", "change", "delete"], SCHOOL_MODELS[1:])
-    + ["students.view_school", "audit.view_auditevent"],
+    + ["students.view_school", "audit.view_auditevent", "audit.view_modelchange"],
     "Registrar": _perms(["view"], SCHOOL_MODELS)
     + _perms(["add", "change"], RECORD_MODELS + ["section", "sectionteacher"])
     + _perms(["add", "change"], CLASSROOM_MODELS),
     "Teacher": _perms(["view"], READ_ONLY_BASICS)
     + _perms(["view", "add", "change"], CLASSROOM_MODELS)
     + ["students.delete_grade"],
-    "Auditor": _perms(["view"], SCHOOL_MODELS) + ["audit.view_auditevent"],
+    "Auditor": _perms(["view"], SCHOOL_MODELS)
+    + ["audit.view_auditevent", "audit.view_modelchange"],
 }
 
 
@@ -105,3 +106,26 @@ def roles_sync_after_migrate(
     from django.apps import apps as global_apps
 
     roles_sync(apps or global_apps, using=using)
+
+
+def role_permissions_add(
+    apps: Any, *, app_label: str, role_permissions: dict[str, list[str]], using: str = "default"
+) -> None:
+    """Add another app's permissions (`"<app_label>.<codename>"`) to the role groups.
+
+    For apps installed after `students` (files, api): their post_migrate handler runs after
+    `roles_sync_after_migrate` has *set* each group's own list, and adds theirs on top, after
+    every migrate and every flush of a test database. Does nothing until the app's
+    permissions exist (they are created after its migrations ran)."""
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    by_code = {
+        f"{app_label}.{p.codename}": p
+        for p in permission_model.objects.using(using).filter(content_type__app_label=app_label)
+    }
+    wanted = {code for codes in role_permissions.values() for code in codes}
+    if wanted - set(by_code):
+        return
+    for name, codes in role_permissions.items():
+        group, _ = group_model.objects.using(using).get_or_create(name=name)
+        group.permissions.add(*[by_code[c] for c in codes])

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.history import bulk_history_record, history_snapshot, history_snapshot_of
 from audit.services import Actor, as_user, audit_record
 
 from .cache import school_cache_bump
@@ -219,9 +220,20 @@ def rollover_apply(*, plan: RolloverPlan, actor: Actor, make_current: bool = Tru
 
     levels = {lvl.name: lvl for lvl in GradeLevel.objects.for_school(school)}
     students = Student.objects.in_bulk([c.student_id for c in plan.changes])
-    Enrollment.objects.filter(
+    # Bulk writes send no signals: the per-row history (old and new values) is kept by hand.
+    student_before = history_snapshot_of(students.values(), ["grade_level", "status"])
+    ending = Enrollment.objects.filter(
         academic_year=old, ended_on__isnull=True, student_id__in=students
-    ).update(ended_on=old.ends_on, end_reason="Year end")
+    )
+    ended_before = history_snapshot(ending, ["ended_on", "end_reason"])
+    ending.update(ended_on=old.ends_on, end_reason="Year end")
+    bulk_history_record(
+        rows=Enrollment.objects.filter(pk__in=list(ended_before)),
+        fields=["ended_on", "end_reason"],
+        before=ended_before,
+        actor=actor,
+        operation="rollover",
+    )
     history, enrollments, moves, changed = [], [], [], []
     recorder = as_user(actor)
     for change in plan.changes:
@@ -283,6 +295,20 @@ def rollover_apply(*, plan: RolloverPlan, actor: Actor, make_current: bool = Tru
     GradeLevelChange.objects.bulk_create(history, batch_size=1000)
     Enrollment.objects.bulk_create(enrollments, batch_size=1000)
     StudentMove.objects.bulk_create(moves)
+    bulk_history_record(
+        rows=changed,
+        fields=["grade_level", "status"],
+        before=student_before,
+        actor=actor,
+        operation="rollover",
+    )
+    bulk_history_record(
+        rows=enrollments,
+        fields=["student", "section", "academic_year", "started_on"],
+        before={},
+        actor=actor,
+        operation="rollover",
+    )
     audit_record(
         actor=actor,
         action="rollover",

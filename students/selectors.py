@@ -157,12 +157,15 @@ _STUDENT_FTS = (
     "students_student.student_number)"
 )
 _STUDENT_TRGM = "lower(students_student.first_name || ' ' || students_student.last_name)"
+# Scoped to the school's guardians when the caller knows the school: the district-wide
+# subquery read every guardian row when the planner misjudged it (bench, issue 9).
 _GUARDIAN_MATCH = (
     "students_student.id IN (SELECT sg.student_id FROM students_studentguardian sg "
     "JOIN students_guardian g ON g.id = sg.guardian_id "
-    "WHERE to_tsvector('simple'::regconfig, g.first_name || ' ' || g.last_name) "
+    "WHERE (%s::bigint IS NULL OR g.school_id = %s::bigint) "
+    "AND (to_tsvector('simple'::regconfig, g.first_name || ' ' || g.last_name) "
     "@@ plainto_tsquery('simple', %s) "
-    "OR lower(g.first_name || ' ' || g.last_name) LIKE %s)"
+    "OR lower(g.first_name || ' ' || g.last_name) LIKE %s))"
 )
 
 
@@ -171,7 +174,9 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def student_search(qs: QuerySet[Student], term: str) -> QuerySet[Student]:
+def student_search(
+    qs: QuerySet[Student], term: str, *, school_id: int | None = None
+) -> QuerySet[Student]:
     """Students matching `term` by name (words in any order, prefixes, small typos), student
     number, or a guardian's name. PostgreSQL: full-text and trigram indexes; SQLite: LIKE."""
     term = " ".join(term.split())[:100]
@@ -189,7 +194,7 @@ def student_search(qs: QuerySet[Student], term: str) -> QuerySet[Student]:
             f"OR ({_STUDENT_TRGM} %% lower(%s)) "
             "OR (students_student.student_number ILIKE %s) "
             f"OR {_GUARDIAN_MATCH}",
-            (prefix_query, like, term, _like_pattern(term)[1:], term, like),
+            (prefix_query, like, term, _like_pattern(term)[1:], school_id, school_id, term, like),
             output_field=BooleanField(),
         )
         similarity = RawSQL(f"similarity({_STUDENT_TRGM}, lower(%s))", (term,))  # noqa: S611
@@ -235,7 +240,7 @@ def student_list(
             (),
         )
     )
-    return student_search(qs, search)
+    return student_search(qs, search, school_id=access.school.pk)
 
 
 # ---------------------------------------------------------------------------------------------

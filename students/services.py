@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.history import bulk_history_record, history_snapshot
 from audit.services import Actor, as_user, audit_record, model_changes
 
 from .cache import school_cache_bump
@@ -118,6 +119,7 @@ def guardian_link(
     link.full_clean()
     link.save()
     audit_record(actor=actor, action="guardian_link", target=link)
+    school_cache_bump(student.school_id)  # rosters print the primary contact
     return link
 
 
@@ -192,11 +194,20 @@ def attendance_record_bulk(
                 recorded_at=timezone.now(),
             )
         )
+    # bulk_create sends no signals: keep the per-row history (old and new values) by hand.
+    history_fields = ["student", "section", "date", "period", "status", "note"]
+    before = history_snapshot(
+        AttendanceRecord.objects.filter(student_id__in=list(marks), date=date, period=period),
+        history_fields,
+    )
     AttendanceRecord.objects.bulk_create(
         records,
         update_conflicts=True,
         unique_fields=["student", "date", "period"],
         update_fields=["status", "note", "recorded_by", "recorded_at", "section"],
+    )
+    bulk_history_record(
+        rows=records, fields=history_fields, before=before, actor=actor, operation="attendance"
     )
     counts: dict[str, int] = {}
     for mark in marks.values():
@@ -250,11 +261,18 @@ def grade_record_bulk(
                 updated_at=timezone.now(),
             )
         )
+    history_fields = ["assessment", "student", "score", "comment"]
+    before = history_snapshot(
+        Grade.objects.filter(assessment=assessment, student_id__in=list(entries)), history_fields
+    )
     Grade.objects.bulk_create(
         grades,
         update_conflicts=True,
         unique_fields=["assessment", "student"],
         update_fields=["score", "max_score", "comment", "recorded_by", "updated_at"],
+    )
+    bulk_history_record(
+        rows=grades, fields=history_fields, before=before, actor=actor, operation="grades"
     )
     audit_record(
         actor=actor, action="grades_enter", target=assessment, changes={"count": len(grades)}

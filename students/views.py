@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from audit.services import audit_record
+from audit.services import audit_record, section_disclosure_record
 
 from . import csv_io, moves, reports, selectors, services
 from .forms import (
@@ -139,8 +139,7 @@ def report_card(
 ) -> HttpResponseBase:
     student = get_object_or_404(access.students(), pk=pk)
     term = get_object_or_404(Term.objects.for_school(access.school), pk=term_pk)
-    card = reports.report_card_data(student=student, term=term)
-    pdf = reports.report_card_pdf(card)
+    pdf = reports.report_card_pdf_cached(student=student, term=term)
     audit_record(
         actor=request.user,
         action="report_card_download",
@@ -346,7 +345,7 @@ def grades_enter(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpRes
 def guardian_contacts(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
     section = get_object_or_404(access.sections().select_related("grade_level"), pk=pk)
     sheet = selectors.guardian_contact_sheet(section=section)
-    audit_record(actor=request.user, action="view_contacts", target=section)
+    section_disclosure_record(actor=request.user, action="view_contacts", section=section)
     return render(request, "students/guardian_contacts.html", {"section": section, "sheet": sheet})
 
 
@@ -358,12 +357,12 @@ def roster_export(
         raise Http404("Rosters are exported as .csv or .pdf.")
     section = get_object_or_404(access.sections(), pk=pk)
     name = f"roster-{access.school.code}-{section.name}".replace(" ", "-")
-    audit_record(
-        actor=request.user, action="export", target=section, changes={"what": f"roster.{fmt}"}
+    section_disclosure_record(
+        actor=request.user, action="export", section=section, changes={"what": f"roster.{fmt}"}
     )
     if fmt == "pdf":
         return FileResponse(
-            io.BytesIO(reports.section_roster_pdf(section=section)),
+            io.BytesIO(reports.section_roster_pdf_cached(section=section)),
             as_attachment=True,
             filename=f"{name}.pdf",
             content_type="application/pdf",

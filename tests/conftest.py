@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
+from django.test import Client
 
 from students.models import StaffMember
 from tests.emulators import gcs_endpoint, moto_endpoint  # noqa: F401  (shared fixtures)
@@ -34,6 +36,12 @@ XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw
 if settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
     base = settings.CACHES["default"]["LOCATION"].rsplit("/", 1)[0]
     settings.CACHES["default"]["LOCATION"] = f"{base}/{4 + XDIST_WORKER}"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "real_two_factor: test clients log in without an automatic second factor"
+    )
 
 
 @dataclass
@@ -147,6 +155,56 @@ def today() -> datetime.date:
     from django.utils import timezone
 
     return timezone.localdate()
+
+
+def _otp_verify_client(client: Client, user: object) -> None:
+    """Give an administrator a confirmed authenticator and mark the client's session as
+    verified by it, exactly as a real code would (accounts.services.session_mark_verified)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from accounts.policy import two_factor_required
+    from accounts.services import session_mark_verified_raw
+
+    if not two_factor_required(user):
+        return
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Test authenticator", confirmed=True)
+    session = client.session
+    session_mark_verified_raw(session=session, device=device)
+    session.save()
+
+
+@pytest.fixture(autouse=True)
+def _test_client_logins(request, monkeypatch) -> None:
+    """Keep `client.force_login(admin)` meaning "an administrator at work" now that
+    administrators need a second factor: the session is OTP-verified as after a real code.
+    Tests of the two-factor flow itself opt out with `@pytest.mark.real_two_factor`.
+
+    `client.login(...)` also gets a request to pass to authenticate(): django-axes (the
+    lockout) refuses to judge a log-in with no client address."""
+    real_login, real_force_login = Client.login, Client.force_login
+    auto_otp = request.node.get_closest_marker("real_two_factor") is None
+
+    def login(self: Client, **credentials: object) -> bool:
+        if "request" not in credentials:
+            fake = HttpRequest()
+            fake.META["REMOTE_ADDR"] = "127.0.0.1"
+            credentials["request"] = fake
+        ok = real_login(self, **credentials)
+        if ok and auto_otp:
+            from django.contrib.auth import SESSION_KEY, get_user_model
+
+            _otp_verify_client(self, get_user_model().objects.get(pk=self.session[SESSION_KEY]))
+        return ok
+
+    def force_login(self: Client, user: object, backend: str | None = None) -> None:
+        real_force_login(self, user, backend)
+        if auto_otp:
+            _otp_verify_client(self, user)
+
+    monkeypatch.setattr(Client, "login", login)
+    monkeypatch.setattr(Client, "force_login", force_login)
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""The database backup: dump → zstd → Tink → every destination, confirmed by re-reading."""
+"""The database backup: dump → zstd → Tink → every destination, confirmed by re-reading.
+
+This process keeps the lock, the run's row, the dump's snapshot and the row counts; the
+bytes move in a child process without Django (`backups.stream`), so that neither process
+carries the other's memory: see that module.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from django.utils import timezone
 
 from audit.services import Actor
 
-from ..crypto import AD_DATABASE
-from ..destinations import Destination, configured_destinations
+from ..crypto import AD_DATABASE, keyset_path
+from ..destinations import Destination, destination_spec
 from ..locking import backup_lock
 from ..models import BackupRun
-from ..pipeline import PostgresDump, Progress, SqliteDump, confirm_object, store_stream
+from ..pipeline import PostgresDump, Progress, SqliteDump
+from ..stream import StreamChild
 from .runs import backup_run_fail, backup_run_start, backup_run_succeed, heartbeat
 
 logger = logging.getLogger(__name__)
@@ -57,16 +63,6 @@ def sidecar(run: BackupRun) -> dict[str, Any]:
     }
 
 
-def write_small_object(destination: Destination, key: str, data: bytes) -> None:
-    writer = destination.open_writer(key)
-    try:
-        writer.write(data)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-
-
 def delete_run_objects(run: BackupRun, destinations: list[Destination] | None = None) -> None:
     """Remove whatever a failed or dead run left: finished objects, sidecars, partial files
     and unfinished multipart uploads. Best effort per destination; errors are logged."""
@@ -88,6 +84,28 @@ def delete_run_objects(run: BackupRun, destinations: list[Destination] | None = 
             logger.warning("could not clean %s of run %s", entry.get("name"), run.pk, exc_info=True)
 
 
+def _delete_run_objects_in_child(run: BackupRun, specs: list[dict[str, Any]]) -> None:
+    """`delete_run_objects`, done by a streaming child so that this process does not import
+    a cloud SDK just to clean up; in process if even that child fails."""
+    if not run.object_key:
+        return
+    try:
+        with StreamChild() as child:
+            errors = child.call(
+                "cleanup",
+                destinations=specs,
+                key=run.object_key,
+                delete=[run.object_key, run.object_key + SIDECAR_SUFFIX],
+            )
+        for error in errors:
+            logger.warning("could not clean %s of run %s", error, run.pk)
+    except Exception:
+        logger.warning(
+            "cleanup child failed for run %s; cleaning in process", run.pk, exc_info=True
+        )
+        delete_run_objects(run)
+
+
 def backup_database_run(
     *,
     trigger: str = BackupRun.Trigger.MANUAL,
@@ -103,12 +121,12 @@ def backup_database_run(
     """
     with backup_lock(wait_seconds=10):
         run = backup_run_start(kind=BackupRun.Kind.DATABASE, trigger=trigger, actor=actor)
-        destinations: list[Destination] = []
+        specs: list[dict[str, Any]] = []
         try:
             with heartbeat(run):
                 db = connections["default"].settings_dict
                 engine = "postgresql" if connections["default"].vendor == "postgresql" else "sqlite"
-                destinations = configured_destinations()
+                specs = [destination_spec(name) for name in settings.BACKUP_DESTINATIONS]
                 run.object_key = database_object_key(
                     run=run, engine=engine, db_name=str(db["NAME"])
                 )
@@ -116,52 +134,60 @@ def backup_database_run(
                 # Recorded before the first byte is written, so a reaper can find the leftovers
                 # of a worker that dies mid-way.
                 run.destinations = [
-                    {"name": d.name, "key": run.object_key, "confirmed": False}
-                    for d in destinations
+                    {"name": spec["name"], "key": run.object_key, "confirmed": False}
+                    for spec in specs
                 ]
                 run.save(update_fields=["object_key", "engine", "destinations"])
                 source = PostgresDump(db) if engine == "postgresql" else SqliteDump(db)
-                with source:
-                    stored = store_stream(
-                        chunks=source.chunks(),
-                        destinations=destinations,
-                        key=run.object_key,
-                        associated_data=AD_DATABASE,
-                        compress=True,
+                with source, StreamChild() as child:
+                    # Dump, compress, encrypt, hash, write everywhere, commit, then re-read
+                    # every copy and compare its size and sha256: all in the child.
+                    stored = child.call(
+                        "store",
                         progress=progress,
-                    )
-                    facts = source.facts
-                for destination in destinations:
-                    confirm_object(
-                        destination=destination,
+                        source=source.source,
+                        destinations=specs,
                         key=run.object_key,
-                        size=stored.stored_size,
-                        sha256=stored.sha256,
+                        associated_data=AD_DATABASE.hex(),
+                        compress=True,
+                        zstd_level=settings.BACKUP_ZSTD_LEVEL,
+                        zstd_threads=settings.BACKUP_ZSTD_THREADS,
+                        keyset=str(keyset_path()),
                     )
-                confirmed_at = timezone.now().isoformat()
-                run.destinations = [
-                    {
-                        "name": d.name,
-                        "key": run.object_key,
-                        "size": stored.stored_size,
-                        "sha256": stored.sha256,
-                        "confirmed": True,
-                        "confirmed_at": confirmed_at,
-                    }
-                    for d in destinations
-                ]
-                run.raw_size = stored.raw_size
-                run.stored_size = stored.stored_size
-                run.sha256 = stored.sha256
-                run.key_id = stored.key_id
-                run.server_version = facts.server_version
-                run.migrations = facts.migrations
-                run.schema_hash = facts.schema_hash
-                run.row_counts = facts.row_counts
-                run.finished_at = timezone.now()
-                payload = json.dumps(sidecar(run), indent=1).encode()
-                for destination in destinations:
-                    write_small_object(destination, run.object_key + SIDECAR_SUFFIX, payload)
+                    logger.info(
+                        "backup run %s: dumped and stored in %.1f s, confirmed in %.1f s",
+                        run.pk,
+                        stored["seconds"]["stream"],
+                        stored["seconds"]["confirm"],
+                    )
+                    facts = source.wait_facts()
+                    confirmed_at = timezone.now().isoformat()
+                    run.destinations = [
+                        {
+                            "name": spec["name"],
+                            "key": run.object_key,
+                            "size": stored["stored_size"],
+                            "sha256": stored["sha256"],
+                            "confirmed": True,
+                            "confirmed_at": confirmed_at,
+                        }
+                        for spec in specs
+                    ]
+                    run.raw_size = stored["raw_size"]
+                    run.stored_size = stored["stored_size"]
+                    run.sha256 = stored["sha256"]
+                    run.key_id = stored["key_id"]
+                    run.server_version = facts.server_version
+                    run.migrations = facts.migrations
+                    run.schema_hash = facts.schema_hash
+                    run.row_counts = facts.row_counts
+                    run.finished_at = timezone.now()
+                    child.call(
+                        "put",
+                        destinations=specs,
+                        key=run.object_key + SIDECAR_SUFFIX,
+                        data=json.dumps(sidecar(run), indent=1),
+                    )
                 return backup_run_succeed(
                     run=run,
                     destinations=run.destinations,
@@ -175,10 +201,10 @@ def backup_database_run(
                     row_counts=run.row_counts,
                 )
         except Exception as exc:
-            delete_run_objects(run, destinations)
+            _delete_run_objects_in_child(run, specs)
             return backup_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
         except BaseException as exc:  # interrupted (Ctrl-C, time limit): clean up, then stop
             with contextlib.suppress(Exception):
-                delete_run_objects(run, destinations)
+                _delete_run_objects_in_child(run, specs)
                 backup_run_fail(run=run, error=f"interrupted: {type(exc).__name__}")
             raise

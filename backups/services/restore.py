@@ -35,18 +35,9 @@ from django.db import connections
 
 from audit.services import Actor, audit_record
 
-from ..crypto import AD_DATABASE
 from ..models import BackupRun
-from ..pipeline import (
-    Progress,
-    check_checksum,
-    drain_into,
-    open_plaintext,
-    pg_connect,
-    pg_env,
-    pg_params,
-)
-from .verify import pg_restore_stream, run_destinations
+from ..pipeline import Progress, pg_connect, pg_env, pg_params
+from .verify import pg_restore_stream, plaintext_to_file, run_destinations
 
 Say = Callable[[str], None]
 
@@ -359,21 +350,13 @@ def _restore_sqlite(
     partial = path.with_name(f".{path.name}.restore-{os.getpid()}")
     try:
         say(f"Restoring backup #{run.pk} from {destination.name} into {path}…")
-        with (
-            open_plaintext(
-                destination=destination,
-                key=entry.get("key") or run.object_key,
-                associated_data=AD_DATABASE,
-                key_id=run.key_id,
-                compressed=True,
-                progress=progress,
-            ) as (plain, hashing),
-            open(partial, "wb") as out,
-        ):
-            drain_into(plain, out)  # type: ignore[arg-type]
-            check_checksum(hashing, size=run.stored_size, sha256=run.sha256)
-            out.flush()
-            os.fsync(out.fileno())
+        plaintext_to_file(
+            run=run,
+            destination=destination,
+            key=entry.get("key") or run.object_key,
+            path=partial,
+            progress=progress,
+        )
         conn = sqlite3.connect(partial)
         try:
             if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -25,23 +24,20 @@ from django.utils import timezone
 
 from audit.services import Actor, audit_record
 
-from ..crypto import AD_DATABASE
-from ..destinations import Destination, destination_get
+from ..crypto import AD_DATABASE, keyset_path
+from ..destinations import Destination, destination_get, destination_spec
 from ..locking import backup_lock
 from ..models import BackupRun
 from ..pipeline import (
     BackupFailed,
     Progress,
-    check_checksum,
-    drain_into,
-    object_checksum,
-    open_plaintext,
     pg_connect,
     pg_env,
     pg_params,
     pg_table_counts,
     sqlite_facts,
 )
+from ..stream import StreamChild
 from .alerts import backup_failure_alert
 
 logger = logging.getLogger(__name__)
@@ -102,43 +98,60 @@ def pg_restore_stream(
     check_whole_object: bool = True,
 ) -> str:
     """Feed the decrypted, decompressed dump to `pg_restore <args>` on its stdin (no copy on
-    disk) and return its stdout. Raises VerificationFailed with pg_restore's own message."""
-    with tempfile.TemporaryFile() as stderr, tempfile.TemporaryFile() as stdout:
-        proc = subprocess.Popen(  # noqa: S603
-            [settings.BACKUP_PG_RESTORE, *args],
-            stdin=subprocess.PIPE,
-            stdout=stdout,
-            stderr=stderr,
-            env=env,
+    disk) and return its stdout. Raises VerificationFailed with pg_restore's own message.
+
+    The download, decryption and pg_restore run in a streaming child without Django
+    (`backups.stream`), so this process never loads the cloud SDK or holds a buffer."""
+    with StreamChild() as child:
+        answer = child.call(
+            "restore",
+            progress=progress,
+            destination=destination_spec(destination.name),
+            key=key,
+            key_id=run_key_id,
+            associated_data=AD_DATABASE.hex(),
+            compressed=True,
+            keyset=str(keyset_path()),
+            size=size,
+            sha256=sha256,
+            check_whole_object=check_whole_object,
+            sink={"kind": "command", "argv": [settings.BACKUP_PG_RESTORE, *args], "env": env},
         )
-        stdin = cast(IO[bytes], proc.stdin)
-        try:
-            with open_plaintext(
-                destination=destination,
-                key=key,
-                associated_data=AD_DATABASE,
-                key_id=run_key_id,
-                compressed=True,
-                progress=progress,
-            ) as (plain, hashing):
-                drain_into(plain, stdin)  # type: ignore[arg-type]
-                with contextlib.suppress(BrokenPipeError):
-                    stdin.close()
-                if check_whole_object:
-                    check_checksum(hashing, size=size, sha256=sha256)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        code = proc.wait()
-        stderr.seek(0)
-        message = stderr.read().decode(errors="replace").strip()
-        if code != 0:
-            raise VerificationFailed(
-                f"pg_restore {' '.join(args[:1])} failed ({code}): {message[-2000:]}"
-            )
-        stdout.seek(0)
-        return stdout.read().decode(errors="replace")
+    if answer["returncode"] != 0:
+        raise VerificationFailed(
+            f"pg_restore {' '.join(args[:1])} failed ({answer['returncode']}): "
+            f"{answer['stderr'][-2000:]}"
+        )
+    return str(answer["stdout"])
+
+
+def plaintext_to_file(
+    *, run: BackupRun, destination: Destination, key: str, path: Path, progress: Progress | None
+) -> None:
+    """Decrypt and decompress a backup object into `path` (fsynced), checking the stored
+    object's size and sha256, in a streaming child (see `pg_restore_stream`)."""
+    with StreamChild() as child:
+        child.call(
+            "restore",
+            progress=progress,
+            destination=destination_spec(destination.name),
+            key=key,
+            key_id=run.key_id,
+            associated_data=AD_DATABASE.hex(),
+            compressed=True,
+            keyset=str(keyset_path()),
+            size=run.stored_size,
+            sha256=run.sha256,
+            sink={"kind": "file", "path": str(path)},
+        )
+
+
+def object_checksum_in_child(destination: Destination, key: str) -> tuple[int, str]:
+    """Size and sha256 of the object as the destination serves it, read by a streaming
+    child."""
+    with StreamChild() as child:
+        answer = child.call("checksum", destination=destination_spec(destination.name), key=key)
+    return int(answer["size"]), str(answer["sha256"])
 
 
 def compare_counts(expected: dict[str, int], restored: dict[str, int]) -> list[str]:
@@ -195,19 +208,9 @@ def _verify_sqlite(
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
         path = Path(tmp) / "db.sqlite3"
-        with (
-            open_plaintext(
-                destination=destination,
-                key=run.object_key,
-                associated_data=AD_DATABASE,
-                key_id=run.key_id,
-                compressed=True,
-                progress=progress,
-            ) as (plain, hashing),
-            open(path, "wb") as out,
-        ):
-            drain_into(plain, out)  # type: ignore[arg-type]
-            check_checksum(hashing, size=run.stored_size, sha256=run.sha256)
+        plaintext_to_file(
+            run=run, destination=destination, key=run.object_key, path=path, progress=progress
+        )
         conn = sqlite3.connect(path)
         try:
             result = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -243,7 +246,9 @@ def backup_verify(
         try:
             copies = run_destinations(run)
             for destination, entry in copies:
-                size, sha = object_checksum(destination, entry.get("key") or run.object_key)
+                size, sha = object_checksum_in_child(
+                    destination, entry.get("key") or run.object_key
+                )
                 ok = size == run.stored_size and sha == run.sha256
                 report["destinations"][destination.name] = {"size": size, "sha256_ok": ok}
                 if not ok:

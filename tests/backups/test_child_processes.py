@@ -45,14 +45,23 @@ def test_embedded_mode_backs_up_verifies_and_restores_sqlite(tmp_path) -> None:
     )
     manage("migrate", "-v", "0", env=env)
     manage("seed_demo", "--schools", "1", "--students", "30", "--attendance-days", "3", env=env)
+    manage("demo_accounts", env=env)  # the district admin who runs the restore
     manage("backup_keys", "create", env=env)
     out = manage("backup_now", env=env).stdout
     assert "succeeded" in out
     assert "verified" in manage("verify_backup", env=env).stdout
-    refused = manage("restore_backup", "latest", env=env, check=False)
+    refused = manage("restore_backup", "latest", "--operator", "admin", env=env, check=False)
     assert refused.returncode != 0 and "not empty" in refused.stderr
     copy = tmp_path / "restored.sqlite3"
-    manage("restore_backup", "latest", "--target-database", f"sqlite:///{copy}", env=env)
+    manage(
+        "restore_backup",
+        "latest",
+        "--operator",
+        "admin",
+        "--target-database",
+        f"sqlite:///{copy}",
+        env=env,
+    )
     count = "SELECT count(*) FROM students_student"
     with sqlite3.connect(db) as a, sqlite3.connect(copy) as b:
         assert a.execute(count).fetchone() == b.execute(count).fetchone() == (30,)
@@ -77,13 +86,14 @@ def test_restore_of_the_live_database_switches_only_when_complete(tmp_path) -> N
     try:
         manage("migrate", "-v", "0", env=env)
         manage("seed_demo", "--schools", "1", "--students", "20", "--attendance-days", "3", env=env)
+        manage("demo_accounts", env=env)  # the district admin who runs the restore
         manage("backup_keys", "create", env=env)
         manage("backup_now", env=env)
         with pg_connect({**params, "dbname": name}) as conn:
             conn.execute("DELETE FROM students_attendancerecord")  # the accident
-        refused = manage("restore_backup", "latest", env=env, check=False)
+        refused = manage("restore_backup", "latest", "--operator", "admin", env=env, check=False)
         assert refused.returncode != 0 and "--force" in refused.stderr
-        out = manage("restore_backup", "latest", "--force", env=env).stdout
+        out = manage("restore_backup", "latest", "--operator", "admin", "--force", env=env).stdout
         assert "_before_restore_" in out
         with pg_connect({**params, "dbname": name}) as conn:
             assert conn.execute("SELECT count(*) FROM students_attendancerecord").fetchone()[0] > 0

@@ -50,6 +50,7 @@ def test_a_full_disk_sends_one_alert_until_it_recovers(settings, webhook) -> Non
 
 
 def test_a_second_incident_is_a_new_message(settings) -> None:
+    settings.MONITORING_ALERT_GRACE_SECONDS = {"worker_missing": 0}
     for failing in (True, True, False, True):
         alert_state_update(name="worker_missing", failing=failing, summary="no worker")
     assert [m.subject.split()[1] for m in mails_about("Celery worker missing")] == [
@@ -58,6 +59,28 @@ def test_a_second_incident_is_a_new_message(settings) -> None:
         "ALERT",
     ]
     assert AlertState.objects.get(name="worker_missing").incidents == 2
+
+
+def test_a_worker_missing_only_briefly_raises_no_alert(settings) -> None:
+    """A worker still starting (make run, a deploy) misses the first pings: the incident opens
+    only once the rule has failed for its whole grace period, counted from its first failure."""
+    settings.MONITORING_ALERT_GRACE_SECONDS = {"worker_missing": 120}
+    start = timezone.now()
+    assert alert_state_update(name="worker_missing", failing=True, summary="no worker") is None
+    assert alert_state_update(name="worker_missing", failing=False) is None  # it answered
+    assert alert_state_update(name="worker_missing", failing=True, summary="no worker") is None
+    state = AlertState.objects.get(name="worker_missing")
+    assert not state.is_open and state.incidents == 0 and state.failing_since >= start
+    assert mails_about("Celery worker missing") == []
+
+    # Still failing two minutes after the first failure: now it is an incident.
+    AlertState.objects.filter(pk=state.pk).update(
+        failing_since=timezone.now() - datetime.timedelta(seconds=121)
+    )
+    assert alert_state_update(name="worker_missing", failing=True, summary="no worker") == "opened"
+    assert len(mails_about("Celery worker missing")) == 1
+    # Other rules have no grace period: a backup failure alerts at once.
+    assert alert_state_update(name="backup_failed", failing=True, summary="x") == "opened"
 
 
 def test_a_dead_webhook_does_not_stop_the_email(settings) -> None:

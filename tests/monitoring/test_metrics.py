@@ -107,27 +107,19 @@ def test_metrics_still_answer_with_redis_down(client, dead_cache) -> None:
     assert sample(text, "schoolhouse_cache_hit_ratio") is None
 
 
-@pytest.mark.integration
-def test_gunicorn_workers_are_added_up_in_multiprocess_mode(tmp_path) -> None:
+def _serve_and_scrape(tmp_path, metrics_dir, requests: int) -> str:
+    """Start gunicorn with the production config (docker/gunicorn.conf.py, 2 workers), send
+    `requests` liveness probes, scrape /metrics, stop it."""
     port = free_port()
-    metrics_dir = tmp_path / "prometheus"
-    metrics_dir.mkdir()
-    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "gunicorn.log", "a")  # noqa: SIM115
     server = subprocess.Popen(
-        [
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "sync",
-            "school_site.wsgi",
-        ],
+        ["gunicorn", "-c", "docker/gunicorn.conf.py", "school_site.wsgi"],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
         env=subprocess_env(
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            GUNICORN_WORKERS="2",
             # These two routes never open a database connection; the URL only has to parse.
             DATABASE_URL="postgres://nobody@127.0.0.1:1/none",
             DB_POOL="false",
@@ -148,13 +140,19 @@ def test_gunicorn_workers_are_added_up_in_multiprocess_mode(tmp_path) -> None:
                     log.flush()
                     pytest.fail((tmp_path / "gunicorn.log").read_text()[-3000:])
                 time.sleep(0.2)
-        for _ in range(30):
+        for _ in range(requests):
             urllib.request.urlopen(f"{base}/health/live/", timeout=30).read()  # noqa: S310 - loopback
-        text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
+        return urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()  # noqa: S310 - loopback
     finally:
         server.send_signal(signal.SIGINT)  # gunicorn's quick shutdown (TERM waits for workers)
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.integration
+def test_gunicorn_workers_are_added_up_in_multiprocess_mode(tmp_path) -> None:
+    metrics_dir = tmp_path / "prometheus"  # gunicorn's master creates it
+    text = _serve_and_scrape(tmp_path, metrics_dir, requests=30)
     # read from the shared files (MultiProcessCollector), not one process's own registry
     assert "process_cpu_seconds_total" not in text
     count = sample(
@@ -165,3 +163,14 @@ def test_gunicorn_workers_are_added_up_in_multiprocess_mode(tmp_path) -> None:
     )
     assert count == 30  # every worker's requests, whichever worker answered /metrics
     assert any(metrics_dir.glob("histogram_*.db"))
+
+    # A restart starts from zero: the master empties the folder before the workers start, so
+    # the previous run's files are not added in.
+    text = _serve_and_scrape(tmp_path, metrics_dir, requests=5)
+    count = sample(
+        text,
+        "schoolhouse_http_request_duration_seconds_count",
+        route="monitoring:liveness",
+        method="GET",
+    )
+    assert count == 5

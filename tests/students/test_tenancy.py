@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from students.models import StaffMember
+from tests.api.objects import api_object_kwargs
 from tests.conftest import SchoolWorld
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
@@ -20,6 +21,8 @@ OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
     "students:student_detail": lambda w: {"pk": w.students[0].pk},
     "students:student_move": lambda w: {"pk": w.students[0].pk},
     "students:transcript": lambda w: {"pk": w.students[0].pk},
+    "audit:student_disclosures": lambda w: {"pk": w.students[0].pk},
+    "audit:subject_access_export": lambda w: {"pk": w.students[0].pk},
     "reportcards:section": lambda w: {"pk": w.section.pk},
     "reportcards:batch_detail": lambda w: {"pk": report_card_batch(w).pk},
     "reportcards:batch_progress": lambda w: {"pk": report_card_batch(w).pk},
@@ -51,6 +54,8 @@ OBJECT_KWARGS: dict[str, Callable[[SchoolWorld], dict[str, object]]] = {
         .current_version_id
     },
 }
+# The REST API's URLs that take ids, generated from its router (tests/api/objects.py).
+OBJECT_KWARGS.update(api_object_kwargs())
 
 
 def report_card_batch(w: SchoolWorld) -> object:

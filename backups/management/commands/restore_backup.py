@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -13,6 +14,9 @@ from ._progress import progress_bar
 
 
 class Command(BaseCommand):
+    # No system checks: they import every URLconf and view (about 25 MiB), and a restore
+    # must run whatever else is wrong with the deployment.
+    requires_system_checks: list[str] = []
     help = (
         "Restore a database backup: `restore_backup <id|latest>`. Without --target-database it "
         "restores into a NEW database on the same server, migrates it forward, and only then "
@@ -21,7 +25,9 @@ class Command(BaseCommand):
         "database that is not empty is never overwritten without --force. A backup made by a "
         "newer release (migrations this code does not know) is refused. --media also restores "
         "the documents of the newest media backup taken no later than the database backup "
-        "(or pass a media backup's id to restore documents only)."
+        "(or pass a media backup's id to restore documents only). Name yourself with "
+        "--operator USERNAME (a district administrator); when that account uses two-factor "
+        "authentication, give a current code with --otp-token or RESTORE_OTP_TOKEN."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -36,6 +42,23 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--media", action="store_true", help="Also restore documents from a media manifest."
+        )
+        # Two-factor re-check (accounts app). No prompt: restores also run from scripts and
+        # CI, which have no terminal; the code comes from the option or the environment.
+        parser.add_argument(
+            "--operator",
+            metavar="USERNAME",
+            help="Your district administrator account (required); wrong codes are audited.",
+        )
+        parser.add_argument(
+            "--otp-token",
+            metavar="CODE",
+            default=os.environ.get("RESTORE_OTP_TOKEN", ""),
+            help=(
+                "A current code from the operator's authenticator app (or a backup code); "
+                "default: the RESTORE_OTP_TOKEN environment variable. Needed when the "
+                "operator has two-factor set up."
+            ),
         )
         parser.add_argument(
             "--source",
@@ -80,6 +103,19 @@ class Command(BaseCommand):
                     "--media: there is no media backup older than this database backup."
                 )
         say = self.stdout.write if verbose else (lambda message: None)
+        # Before anything is touched: a refused operator leaves every database as it was.
+        from accounts.services import OperatorRefused, restore_operator_check
+
+        if not options["operator"]:
+            raise CommandError("Name yourself with --operator USERNAME (a district administrator).")
+        try:
+            _operator, note = restore_operator_check(
+                username=options["operator"], token=options["otp_token"]
+            )
+        except OperatorRefused as exc:
+            raise CommandError(f"Restore refused: {exc}") from exc
+        if note:
+            self.stderr.write(self.style.WARNING(note))
         try:
             if run is not None:
                 with progress_bar(desc="restoring", total=run.stored_size, enabled=verbose) as tick:

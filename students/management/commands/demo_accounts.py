@@ -31,3 +31,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {member.user.username:<24} {member.get_role_display()} at {member.school}"
             )
+        # Administrators must use two-factor authentication (accounts app).
+        self.stdout.write(
+            "Administrators (admin and principal-*) set up two-factor authentication at their "
+            "first log-in: have an authenticator app ready (Google Authenticator, FreeOTP...) "
+            "to scan the QR code, and keep the backup codes it shows."
+        )

@@ -1,0 +1,189 @@
+"""The cached pages (dashboard, report card, roster): what a hit costs, that a write shows at
+once, and that a stampede on a cold key computes it once. Real Redis (REDIS_URL)."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from pypdf import PdfReader
+
+from students import selectors
+from students.cache import school_cache_bump, school_cached
+from students.models import StudentGuardian
+from students.services import guardian_link
+from tests.students.factories import GuardianFactory
+
+pytestmark = [pytest.mark.django_db]
+
+# Who is asking (session, user, role, permissions) costs the same on every page; what a
+# cached page may add on top of that is what these tests bound.
+IDENTITY_TABLES = (
+    "django_session",
+    "auth_user",
+    "auth_group",
+    "auth_permission",
+    "django_content_type",
+    "students_staffmember",
+    "otp_",
+    "axes_",
+)
+
+
+def _beyond_identity(queries: list[dict[str, str]]) -> list[str]:
+    return [q["sql"] for q in queries if not any(t in q["sql"] for t in IDENTITY_TABLES)]
+
+
+def _pdf_text(pdf: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def _attendance_day(world, today: datetime.date) -> datetime.date:
+    # A day inside the term, so the report card counts it; never in the future.
+    return min(today, world.term.ends_on)
+
+
+def _submit_attendance(client, world, day: datetime.date, status: str, capture) -> None:
+    url = reverse("students:attendance_take", args=[world.section.pk])
+    form = {f"status_{s.pk}": status for s in world.students}
+    with capture(execute=True):  # the version bump runs on commit
+        assert client.post(f"{url}?date={day}", form).status_code == 302
+
+
+def test_cached_dashboard_figures_cost_at_most_one_query(
+    world, django_assert_max_num_queries
+) -> None:
+    selectors.dashboard_figures_get(school=world.school)  # the miss fills the cache
+    with django_assert_max_num_queries(1):
+        figures = selectors.dashboard_figures_get(school=world.school)
+    assert figures.enrolled == len(world.students) + 1  # and the outsider, in 7B
+
+
+def test_cached_dashboard_request_adds_at_most_one_query_to_identity(client, world) -> None:
+    client.force_login(world.registrar)
+    url = reverse("students:dashboard")
+    with CaptureQueriesContext(connection) as cold:
+        client.get(url)
+    with CaptureQueriesContext(connection) as hit:
+        page = client.get(url)
+    assert page.status_code == 200
+    assert len(_beyond_identity(cold.captured_queries)) >= 5  # the figures were computed
+    assert len(_beyond_identity(hit.captured_queries)) <= 1, _beyond_identity(hit.captured_queries)
+
+
+# Tables each document reads to build itself, and that a cache hit must not touch. (The
+# audit entry of a roster export reads the class's enrolments to name the students in it.)
+DOCUMENT_TABLES = {
+    "report_card": ("students_assessment", "students_attendancerecord", "students_sectionteacher"),
+    "roster_pdf": ("students_studentguardian", "students_sectionteacher", "students_gradelevel"),
+}
+
+
+@pytest.mark.parametrize("page", sorted(DOCUMENT_TABLES))
+def test_cached_report_pages_skip_their_queries(client, world, page) -> None:
+    client.force_login(world.registrar)
+    url = (
+        reverse("students:report_card", args=[world.students[0].pk, world.term.pk])
+        if page == "report_card"
+        else reverse("students:roster_export", args=[world.section.pk, "pdf"])
+    )
+    with CaptureQueriesContext(connection) as cold:
+        first = client.get(url)
+    with CaptureQueriesContext(connection) as hit:
+        second = client.get(url)
+    assert first.status_code == second.status_code == 200
+    assert b"".join(first.streaming_content) == b"".join(second.streaming_content)
+    # The hit still checks access to the student/class and writes the audit entry (FERPA).
+    assert len(hit.captured_queries) < len(cold.captured_queries)
+    for table in DOCUMENT_TABLES[page]:
+        assert [q for q in cold.captured_queries if table in q["sql"]], table
+        assert not [q for q in hit.captured_queries if table in q["sql"]], table
+
+
+def test_no_stale_dashboard_after_attendance(
+    client, world, today, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(world.registrar)
+    url = reverse("students:dashboard")
+    assert client.get(url).context["figures"].today_marked == 0
+    _submit_attendance(client, world, today, "absent", django_capture_on_commit_callbacks)
+    fresh = client.get(url).context["figures"]
+    assert fresh.today_marked == len(world.students)
+    assert fresh.today_rate == 0.0
+    assert [r["student_id"] for r in fresh.recent_absences] != []
+
+
+def test_no_stale_report_card_after_attendance(
+    client, world, today, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(world.registrar)
+    day = _attendance_day(world, today)
+    url = reverse("students:report_card", args=[world.students[0].pk, world.term.pk])
+    before = _pdf_text(b"".join(client.get(url).streaming_content))
+    _submit_attendance(client, world, day, "present", django_capture_on_commit_callbacks)
+    present = _pdf_text(b"".join(client.get(url).streaming_content))
+    assert present != before
+    assert "100.0%" in present
+    # And again: a correction (present -> absent) shows on the very next download.
+    _submit_attendance(client, world, day, "absent", django_capture_on_commit_callbacks)
+    absent = _pdf_text(b"".join(client.get(url).streaming_content))
+    assert "0.0%" in absent and "100.0%" not in absent
+
+
+def test_no_stale_roster_after_a_write(client, world, django_capture_on_commit_callbacks) -> None:
+    client.force_login(world.registrar)
+    url = reverse("students:roster_export", args=[world.section.pk, "pdf"])
+    student = world.students[0]
+    assert "Zelda Quackenbush" not in _pdf_text(b"".join(client.get(url).streaming_content))
+    StudentGuardian.objects.filter(student=student).update(is_primary=False)
+    guardian = GuardianFactory(school=world.school, first_name="Zelda", last_name="Quackenbush")
+    with django_capture_on_commit_callbacks(execute=True):
+        guardian_link(
+            student=student,
+            guardian=guardian,
+            relationship=StudentGuardian.Relationship.MOTHER,
+            is_primary=True,
+            actor=world.registrar,
+        )
+    assert "Zelda Quackenbush" in _pdf_text(b"".join(client.get(url).streaming_content))
+
+
+def test_a_bump_moves_every_page_of_the_school_and_no_other(
+    world, other_world, django_capture_on_commit_callbacks
+) -> None:
+    ours = selectors.dashboard_figures_get(school=world.school)
+    theirs = selectors.dashboard_figures_get(school=other_world.school)
+    with django_capture_on_commit_callbacks(execute=True):
+        school_cache_bump(world.school.pk)
+    assert selectors.dashboard_figures_get(school=world.school).computed_at > ours.computed_at
+    assert selectors.dashboard_figures_get(school=other_world.school) == theirs
+
+
+def test_stampede_on_a_cold_key_computes_once() -> None:
+    """Ten requests for the same cold page at once: one computes, the others wait for it."""
+    calls = []
+    start = threading.Barrier(10)
+    results: list[str] = []
+
+    def compute() -> str:
+        calls.append(1)
+        time.sleep(0.5)  # a heavy report
+        return "figures"
+
+    def request() -> None:
+        start.wait()
+        results.append(school_cached(987654, "stampede-test", compute, 60))
+
+    threads = [threading.Thread(target=request) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["figures"] * 10
+    assert len(calls) == 1
