@@ -207,6 +207,21 @@ def _test_client_logins(request, monkeypatch) -> None:
     monkeypatch.setattr(Client, "force_login", force_login)
 
 
+@pytest.fixture(autouse=True)
+def _celery_app_stays_current():
+    """A test that builds its own Celery app must pass set_as_current=False: a stray current
+    app sends every later shared_task call in this process to that test's broker."""
+    from celery import current_app
+
+    from school_site.celery import app
+
+    yield
+    stray = current_app._get_current_object()
+    if stray is not app:
+        app.set_current()
+        pytest.fail(f"this test left Celery app {stray.main!r} current; use set_as_current=False")
+
+
 @pytest.fixture
 def live_celery():
     """Send tasks to the real broker instead of running them in-process (unit tests' default)."""

@@ -76,7 +76,10 @@ def test_worker_killed_mid_backup_is_reaped_and_the_next_backup_succeeds(
     local = tmp_path / "backups"
     s3 = s3_client(moto_endpoint)
     bucket, queue = backup_env["bucket"], backup_env["queue"]
-    broker = Celery("faults-sender", broker=backup_env["CELERY_BROKER_URL"])
+    # set_as_current=False: otherwise this app becomes Celery's current app for the rest of
+    # the process, and every later shared_task call in this xdist worker goes to this test's
+    # throwaway broker, long after it has been stopped.
+    broker = Celery("faults-sender", broker=backup_env["CELERY_BROKER_URL"], set_as_current=False)
     broker.conf.result_backend = backup_env["CELERY_RESULT_BACKEND"]
 
     def send(task: str, **kwargs):
