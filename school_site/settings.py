@@ -201,6 +201,9 @@ if CACHE_BACKEND == "dummy":
 # Report card and roster PDFs are cached per school version (students.reports): a write to
 # the school's records replaces them at once; the timeout only bounds memory.
 REPORTS_CACHE_TIMEOUT = env.int("REPORTS_CACHE_TIMEOUT", default=300)
+# A signed-in user's schools, roles and permissions (students.identity): every change moves
+# them on at once; the timeout only bounds what a bump lost to a Redis outage leaves behind.
+IDENTITY_CACHE_TIMEOUT = env.int("IDENTITY_CACHE_TIMEOUT", default=600)
 # Sessions survive a cache outage: the database holds them, the cache only speeds reads.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 60 * 60)  # one school day
@@ -732,7 +735,8 @@ INSTALLED_APPS += [
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out pair before any password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend with its permission lookups cached (students.identity).
+    "accounts.backends.CachedModelBackend",
 ]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"

@@ -24,29 +24,35 @@ def _version_key(school_id: int) -> str:
     return f"school:{school_id}:version"
 
 
-def school_cache_version(school_id: int) -> int:
-    version = cache.get(_version_key(school_id))
+def cache_version(key: str) -> int:
+    """The current value of the version counter `key`, started if missing."""
+    version = cache.get(key)
     if version is None:
         # A new or evicted counter starts from the clock, never from 1, so it cannot fall
         # back onto a number whose old entries are still cached.
         version = time.time_ns()
-        if not cache.add(_version_key(school_id), version, _VERSION_TTL):
+        if not cache.add(key, version, _VERSION_TTL):
             # Another process started the counter first: use theirs, or the two would cache
             # (and compute) the same figures under two keys.
-            version = cache.get(_version_key(school_id)) or version
+            version = cache.get(key) or version
     return int(version)
+
+
+def cache_version_bump(key: str) -> None:
+    """Move the counter `key` on now: every entry cached under its old value is unreachable."""
+    try:
+        cache.incr(key)
+    except ValueError:  # the counter is missing: start a fresh one
+        cache.set(key, time.time_ns(), _VERSION_TTL)
+
+
+def school_cache_version(school_id: int) -> int:
+    return cache_version(_version_key(school_id))
 
 
 def school_cache_bump(school_id: int) -> None:
     """Invalidate every cached figure of the school once the current transaction commits."""
-
-    def bump() -> None:
-        try:
-            cache.incr(_version_key(school_id))
-        except ValueError:  # the counter is missing: start a fresh one
-            cache.set(_version_key(school_id), time.time_ns(), _VERSION_TTL)
-
-    transaction.on_commit(bump)
+    transaction.on_commit(lambda: cache_version_bump(_version_key(school_id)))
 
 
 def school_cached(school_id: int, name: str, compute: Callable[[], T], timeout: int) -> T:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from audit.services import audit_record
 
 from .cache import school_cache_bump
+from .identity import identity_invalidate
 from .models import (
     AcademicYear,
     Assessment,
@@ -170,6 +171,9 @@ def demo_data_create(
                 result=result,
                 say=say,
             )
+        # Users, memberships and role links went in with bulk_create, which sends no
+        # signals: the cached identities must not outlive a reseed.
+        identity_invalidate(None)
     return result
 
 

@@ -13,6 +13,24 @@ from .models import AttendanceRecord, GradeLevel, School, Section, Student, Stud
 from .selectors import AttendanceSheetRow, GradeSheetRow
 
 
+class _ShortChoiceIterator(forms.models.ModelChoiceIterator):
+    """Reads the choices with one plain query. Django's iterator() opens a server-side
+    cursor on PostgreSQL (DECLARE, FETCH, CLOSE, and WITH HOLD outside a transaction) to
+    read a dozen grade levels or classes on every page that shows the filter."""
+
+    def __iter__(self) -> Any:
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.queryset:
+            yield self.choice(obj)
+
+
+class ShortModelChoiceField(forms.ModelChoiceField):
+    """A ModelChoiceField for short lists (a school's grades, classes, schools)."""
+
+    iterator = _ShortChoiceIterator
+
+
 class StudentFilterForm(forms.Form):
     q = forms.CharField(
         required=False,
@@ -26,10 +44,10 @@ class StudentFilterForm(forms.Form):
             }
         ),
     )
-    grade_level = forms.ModelChoiceField(
+    grade_level = ShortModelChoiceField(
         queryset=GradeLevel.objects.none(), required=False, empty_label="All grades"
     )
-    section = forms.ModelChoiceField(
+    section = ShortModelChoiceField(
         queryset=Section.objects.none(), required=False, empty_label="All classes"
     )
     status = forms.ChoiceField(
@@ -150,7 +168,7 @@ class StudentMoveForm(forms.Form):
         widget=forms.RadioSelect,
         initial=StudentMove.Kind.TRANSFER,
     )
-    to_school = forms.ModelChoiceField(
+    to_school = ShortModelChoiceField(
         queryset=School.objects.none(), required=False, label="Receiving school"
     )
     effective_on = forms.DateField(

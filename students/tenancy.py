@@ -12,6 +12,7 @@ from functools import cached_property
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import QuerySet
 
+from .identity import identity_cached
 from .models import School, Section, StaffMember, Student
 
 DISTRICT_ADMIN = "district_admin"
@@ -59,18 +60,11 @@ class SchoolAccess:
 
     @cached_property
     def permissions(self) -> frozenset[str]:
-        """The role's permissions as "app_label.codename"; one query per request at most."""
+        """The role's permissions as "app_label.codename" (cached for every user of the role)."""
         if getattr(self.user, "is_superuser", False):
-            return frozenset(
-                f"{app}.{code}"
-                for app, code in Permission.objects.values_list(
-                    "content_type__app_label", "codename"
-                )
-            )
-        rows = Permission.objects.filter(group__name=ROLE_GROUPS[self.role]).values_list(
-            "content_type__app_label", "codename"
-        )
-        return frozenset(f"{app}.{code}" for app, code in rows)
+            return identity_cached(None, "perms:superuser", _all_permissions)
+        group = ROLE_GROUPS[self.role]
+        return identity_cached(None, f"perms:{group}", lambda: _group_permissions(group))
 
     def has_perm(self, perm: str) -> bool:
         return perm in self.permissions
@@ -90,37 +84,60 @@ class SchoolAccess:
         return qs
 
 
+def _all_permissions() -> frozenset[str]:
+    rows = Permission.objects.values_list("content_type__app_label", "codename")
+    return frozenset(f"{app}.{code}" for app, code in rows)
+
+
+def _group_permissions(group: str) -> frozenset[str]:
+    rows = Permission.objects.filter(group__name=group).values_list(
+        "content_type__app_label", "codename"
+    )
+    return frozenset(f"{app}.{code}" for app, code in rows)
+
+
 def is_district_admin(user: User | AnonymousUser) -> bool:
     if not user.is_authenticated:
         return False
-    return bool(
-        getattr(user, "is_superuser", False)
-        or user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()
+    if getattr(user, "is_superuser", False):
+        return True
+    return identity_cached(
+        user.pk, "district", lambda: user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()
+    )
+
+
+def _memberships(user: User) -> list[StaffMember]:
+    """The user's active memberships in active schools, their schools loaded, by school name."""
+    return list(
+        StaffMember.objects.filter(user=user, is_active=True, school__is_active=True)
+        .select_related("school")
+        .order_by("school__name")
     )
 
 
 def resolve_access(
     user: User | AnonymousUser, requested_school_id: int | None
 ) -> SchoolAccess | None:
-    """The access for `user`, in the requested school when allowed, else their first school."""
+    """The access for `user`, in the requested school when allowed, else their first school.
+
+    The schools and memberships come from the identity cache (students.identity): a cached
+    page then pays for who is asking with the session's user row alone."""
     if not user.is_authenticated or not user.is_active:
         return None
     if is_district_admin(user):
-        schools = list(School.objects.filter(is_active=True))
+        schools = identity_cached(
+            None, "active-schools", lambda: list(School.objects.filter(is_active=True))
+        )
         if not schools:
             return None
         chosen = next((s for s in schools if s.pk == requested_school_id), schools[0])
         return SchoolAccess(user=user, school=chosen, role=DISTRICT_ADMIN, schools=schools)
-    memberships = list(
-        StaffMember.objects.filter(user=user, is_active=True, school__is_active=True)
-        .select_related("school")
-        .order_by("school__name")
-    )
+    memberships = identity_cached(user.pk, "memberships", lambda: _memberships(user))  # type: ignore[arg-type]
     if not memberships:
         return None
     chosen_m = next((m for m in memberships if m.school_id == requested_school_id), memberships[0])
     return SchoolAccess(
-        user=user,
+        user=user,  # type: ignore[arg-type]
         school=chosen_m.school,
         role=chosen_m.role,
         staff=chosen_m,

@@ -205,7 +205,7 @@ def accounts(*, users: int, registrar_share: float, out: Path) -> None:
         user = users_by_pk[entry["user_id"]]
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = "accounts.backends.CachedModelBackend"
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session[SCHOOL_SESSION_KEY] = entry["school_id"]
         if LAST_SEEN_KEY:  # as a password login leaves it: the idle timeout's clock

@@ -1,0 +1,31 @@
+"""Django's model permissions, read from the identity cache.
+
+The navigation asks `perms` on every page, and `ModelBackend` answers with two queries (the
+user's own permissions and their groups') on every request. The answer changes only when an
+administrator changes the user's groups or a group's permissions, and students.identity
+moves the cached answer on at exactly those writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+
+from students.identity import identity_cached
+
+
+class CachedModelBackend(ModelBackend):
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+            return set()
+        if not hasattr(user_obj, "_perm_cache"):
+            user_obj._perm_cache = identity_cached(
+                user_obj.pk,
+                "model-perms",
+                lambda: {
+                    *self.get_user_permissions(user_obj),
+                    *self.get_group_permissions(user_obj),
+                },
+            )
+        return user_obj._perm_cache

@@ -1,0 +1,144 @@
+"""Who a signed-in user is, cached: their schools and roles, and their permissions.
+
+Every page needs these facts before it can show anything (the tenancy of `request.access`,
+the navigation's `perms`), and they change only when an administrator changes a role. Read
+from the database on every request they were most of what a cached page cost (five queries
+against one for the session's user), so they live in the cache under two version counters:
+
+- one per user, moved on by a change to that user (groups, direct permissions, active flag);
+- one for everybody, moved on by a change that reaches many users at once: a staff
+  membership, a school, a role group's permissions.
+
+Invalidation follows every write path, the admin's many-to-many widgets and the role sync
+after `migrate` included, so it hangs off model signals rather than off services. A change
+bumps its counter when its transaction commits (so another process cannot re-cache the old
+facts between the bump and the commit); until then, reads on the writing connection inside
+that transaction bypass the cache, so a request, command or test that changes a role and then
+asks about it sees the change at once, and a rollback leaves nothing wrong behind in the cache.
+Entries also expire after IDENTITY_CACHE_TIMEOUT, which bounds what a bump lost to a Redis
+outage could leave behind. Redis being down reads as a miss: the facts come from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from .cache import cache_version, cache_version_bump
+
+T = TypeVar("T")
+_EVERYONE = "identity:version"
+_DIRTY = "_schoolhouse_identity_dirty"  # attribute on the thread's database connection
+
+
+def _user_version_key(user_id: int) -> str:
+    return f"identity:user:{user_id}:version"
+
+
+def _versions(user_id: int | None) -> str:
+    keys = [_EVERYONE] + ([_user_version_key(user_id)] if user_id is not None else [])
+    found = cache.get_many(keys)  # one round trip when both counters exist (the usual case)
+    return ".".join(str(found.get(k) or cache_version(k)) for k in keys)
+
+
+def _bypass() -> bool:
+    """True while this connection's open transaction has changed identity rows."""
+    if not getattr(connection, _DIRTY, False):
+        return False
+    if connection.in_atomic_block:
+        return True
+    setattr(connection, _DIRTY, False)  # that transaction has ended (committed or rolled back)
+    return False
+
+
+def identity_cached(user_id: int | None, name: str, compute: Callable[[], T]) -> T:
+    """`compute()` cached under the identity versions; `user_id=None` for facts about roles
+    or schools that every user shares."""
+    if _bypass():
+        return compute()
+    versions = _versions(user_id)
+    key = f"identity:{versions}:{'all' if user_id is None else user_id}:{name}"
+    found = cache.get(key)
+    if found is not None:
+        return found[0]  # stored in a tuple: a fact may itself be None or empty
+    value = compute()
+    cache.set(key, (value,), settings.IDENTITY_CACHE_TIMEOUT)
+    return value
+
+
+def identity_invalidate(user_ids: set[int] | None) -> None:
+    """Invalidate the cached identity of `user_ids` (None: of everybody) when the current
+    transaction commits; for writes that send no signals (bulk_create, update)."""
+    if connection.in_atomic_block:
+        setattr(connection, _DIRTY, True)
+    keys = [_EVERYONE] if user_ids is None else [_user_version_key(pk) for pk in user_ids]
+
+    def bump() -> None:
+        for key in keys:
+            cache_version_bump(key)
+
+    transaction.on_commit(bump)
+
+
+# --- signal receivers --------------------------------------------------------------------------
+
+
+def _user_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    # Signing in saves last_login only: nothing this module caches depends on it, and a
+    # bump per sign-in would empty the cache for that user on every login.
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    identity_invalidate({instance.pk})
+
+
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    identity_invalidate({instance.pk})
+
+
+def _user_links_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any
+) -> None:
+    if not action.startswith("post_"):
+        return
+    if not reverse:  # user.groups.add(...): one user changed
+        identity_invalidate({instance.pk})
+    elif pk_set:  # group.user_set.add(...): these users changed
+        identity_invalidate(set(pk_set))
+    else:  # group.user_set.clear(): we do not know whom it touched
+        identity_invalidate(None)
+
+
+def _everyone_changed(sender: Any, **kwargs: Any) -> None:
+    action = kwargs.get("action")
+    if action is not None and not action.startswith("post_"):
+        return  # m2m_changed: act once, after the change
+    identity_invalidate(None)
+
+
+def identity_receivers_connect() -> None:
+    from .models import School, StaffMember
+
+    user_model = get_user_model()
+    post_save.connect(_user_saved, sender=user_model, dispatch_uid="identity.user_saved")
+    post_delete.connect(_user_deleted, sender=user_model, dispatch_uid="identity.user_deleted")
+    for through in (user_model.groups.through, user_model.user_permissions.through):  # type: ignore[attr-defined]
+        m2m_changed.connect(
+            _user_links_changed, sender=through, dispatch_uid=f"identity.{through.__name__}"
+        )
+    # Changes that reach many users at once, and are rare: memberships (a user's schools and
+    # role), schools (names, active flags: the school switcher of every user), role groups.
+    for model in (StaffMember, School, Group, Permission):
+        for signal in (post_save, post_delete):
+            signal.connect(
+                _everyone_changed, sender=model, dispatch_uid=f"identity.{model.__name__}"
+            )
+    m2m_changed.connect(
+        _everyone_changed, sender=Group.permissions.through, dispatch_uid="identity.group_perms"
+    )

@@ -1,0 +1,138 @@
+"""The cached identity (students.identity): a page pays one query to know who is asking, and
+every change to a user's schools, roles or permissions reaches their very next request.
+
+Transactional tests: the identity cache is bypassed inside a transaction that changed
+identity rows, and an ordinary test runs entirely inside one."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from students.identity import identity_invalidate
+from students.models import StaffMember
+from students.tenancy import DISTRICT_ADMIN_GROUP, resolve_access
+from tests.conftest import build_school
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def school():
+    return build_school("Identity")
+
+
+def _queries(client, url: str) -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    return response.status_code, [q["sql"] for q in ctx.captured_queries]
+
+
+def test_a_cached_dashboard_costs_one_query_for_the_session_user(client, school) -> None:
+    client.force_login(school.teacher)
+    url = reverse("students:dashboard")
+    client.get(url)  # fills the figures and the identity
+    status, queries = _queries(client, url)
+    assert status == 200
+    assert len(queries) == 1 and '"auth_user"' in queries[0], queries
+
+
+def test_every_role_pays_only_for_its_user_row_on_a_cached_page(client, school, district_user):
+    for user in (school.admin, school.registrar, school.teacher, school.auditor, district_user):
+        client.force_login(user)
+        client.get(reverse("students:dashboard"))
+        status, queries = _queries(client, reverse("students:dashboard"))
+        assert status == 200
+        assert [q for q in queries if "otp_" not in q] == [queries[0]], (user, queries)
+
+
+def test_a_deactivated_membership_loses_access_on_the_next_request(client, school) -> None:
+    client.force_login(school.teacher)
+    assert client.get(reverse("students:dashboard")).status_code == 200
+    member = StaffMember.objects.get(user=school.teacher)
+    member.is_active = False
+    member.save()
+    assert client.get(reverse("students:dashboard")).status_code == 403
+
+
+def test_a_deactivated_school_disappears_for_its_staff(client, school) -> None:
+    client.force_login(school.registrar)
+    assert client.get(reverse("students:student_list")).status_code == 200
+    school.school.is_active = False
+    school.school.save()
+    assert client.get(reverse("students:student_list")).status_code == 403
+
+
+def test_a_changed_role_takes_effect_on_the_next_request(client, school) -> None:
+    client.force_login(school.registrar)
+    import_url = reverse("students:student_import")
+    assert client.get(import_url).status_code == 200
+    member = StaffMember.objects.get(user=school.registrar)
+    member.role = StaffMember.Role.TEACHER
+    member.save()
+    assert client.get(import_url).status_code == 403
+
+
+def test_permission_removed_from_a_role_group_is_gone_on_the_next_request(client, school) -> None:
+    client.force_login(school.auditor)
+    trail = reverse("audit:trail")
+    assert client.get(trail).status_code == 200
+    assert b'href="/audit/"' in client.get(reverse("students:dashboard")).content
+    group = Group.objects.get(name="Auditor")
+    view_events = Permission.objects.get(codename="view_auditevent")
+    group.permissions.remove(view_events)
+    try:
+        assert client.get(trail).status_code == 403
+        # The navigation's `perms` (ModelBackend, cached) lost the link too.
+        assert b'href="/audit/"' not in client.get(reverse("students:dashboard")).content
+    finally:
+        group.permissions.add(view_events)
+    assert client.get(trail).status_code == 200
+
+
+def test_leaving_a_group_removes_its_permissions_from_the_navigation(client, school) -> None:
+    client.force_login(school.auditor)
+    assert b'href="/audit/"' in client.get(reverse("students:dashboard")).content
+    school.auditor.groups.clear()
+    assert b'href="/audit/"' not in client.get(reverse("students:dashboard")).content
+
+
+def test_joining_the_district_group_makes_a_district_admin(client, school, other_world) -> None:
+    user = school.registrar
+    before = resolve_access(user, other_world.school.pk)
+    assert before.school == school.school and not before.is_district_admin
+    Group.objects.get(name=DISTRICT_ADMIN_GROUP).user_set.add(user)
+    after = resolve_access(user, other_world.school.pk)
+    assert after.is_district_admin and after.school == other_world.school
+
+
+def test_a_rolled_back_change_leaves_no_trace_in_the_cache(school) -> None:
+    user = school.teacher
+    assert resolve_access(user, None).role == StaffMember.Role.TEACHER
+    with pytest.raises(RuntimeError), transaction.atomic():
+        StaffMember.objects.filter(user=user).update(role=StaffMember.Role.SCHOOL_ADMIN)
+        identity_invalidate({user.pk})
+        # Inside the transaction the change shows at once...
+        assert resolve_access(user, None).role == StaffMember.Role.SCHOOL_ADMIN
+        raise RuntimeError("roll back")
+    # ...and after the rollback the cache holds nothing of it.
+    assert resolve_access(user, None).role == StaffMember.Role.TEACHER
+
+
+def test_identity_is_served_from_the_cache_without_queries(school) -> None:
+    user = school.teacher
+    resolve_access(user, None).permissions  # noqa: B018 - fills the role's permissions
+    with CaptureQueriesContext(connection) as ctx:
+        access = resolve_access(user, None)
+        assert access.has_perm("students.add_attendancerecord")
+        assert not access.has_perm("students.delete_student")
+        assert user.has_perm("students.view_student") and not user.has_perm("audit.view_auditevent")
+    assert len(ctx.captured_queries) == 2  # ModelBackend's two, the first time for this user
+    user = type(user).objects.get(pk=user.pk)  # a new request's user object
+    with CaptureQueriesContext(connection) as ctx:
+        resolve_access(user, None)
+        assert user.has_perm("students.view_student")
+    assert ctx.captured_queries == []
