@@ -21,7 +21,7 @@ class CachedModelBackend(ModelBackend):
             return set()
         if not hasattr(user_obj, "_perm_cache"):
             user_obj._perm_cache = identity_cached(
-                user_obj.pk,
+                user_obj,
                 "model-perms",
                 lambda: {
                     *self.get_user_permissions(user_obj),

@@ -1,9 +1,14 @@
 """Per-school versioned cache keys.
 
 Every cached figure of a school lives under a key that embeds the school's current cache
-version. A write that changes school data bumps the version after its transaction commits,
-so readers move to fresh keys at once and stale entries simply expire. Redis being down
-reads as a miss (django-redis IGNORE_EXCEPTIONS), so the page is computed, never a 500.
+versions. A write that changes school data bumps them after its transaction commits, so
+readers move to fresh keys at once and stale entries simply expire. Redis being down reads
+as a miss (django-redis IGNORE_EXCEPTIONS), so the page is computed, never a 500.
+
+A school has one version per *topic* of its data: a cached figure names the topics it is
+built from, and a write bumps the topics it changed. Taking attendance (every class, every
+morning) then leaves the class rosters cached, which print no attendance; a write that does
+not say what it changed bumps every topic.
 """
 
 from __future__ import annotations
@@ -20,8 +25,15 @@ _VERSION_TTL = 30 * 24 * 60 * 60
 _LOCK_TTL = 30  # seconds: longer than any figure takes to compute, so a crashed holder frees it
 
 
-def _version_key(school_id: int) -> str:
-    return f"school:{school_id}:version"
+# What a school's cached figures are built from.
+RECORDS = "records"  # students, guardians, enrolments, classes, staff, terms: everything else
+ATTENDANCE = "attendance"
+GRADES = "grades"
+TOPICS = (RECORDS, ATTENDANCE, GRADES)
+
+
+def _version_key(school_id: int, topic: str) -> str:
+    return f"school:{school_id}:{topic}:version"
 
 
 def cache_version(key: str) -> int:
@@ -46,23 +58,44 @@ def cache_version_bump(key: str) -> None:
         cache.set(key, time.time_ns(), _VERSION_TTL)
 
 
-def school_cache_version(school_id: int) -> int:
-    return cache_version(_version_key(school_id))
+def school_cache_versions(school_id: int, topics: tuple[str, ...] = TOPICS) -> str:
+    """The school's current versions of `topics`, as one key fragment (one round trip)."""
+    keys = [_version_key(school_id, topic) for topic in topics]
+    found = cache.get_many(keys)
+    return ".".join(str(found.get(key) or cache_version(key)) for key in keys)
 
 
-def school_cache_bump(school_id: int) -> None:
-    """Invalidate every cached figure of the school once the current transaction commits."""
-    transaction.on_commit(lambda: cache_version_bump(_version_key(school_id)))
+def school_cache_bump(school_id: int, *topics: str) -> None:
+    """Invalidate the school's cached figures built from `topics` (all of them when none is
+    named) once the current transaction commits."""
+    unknown = set(topics) - set(TOPICS)
+    if unknown:
+        raise ValueError(f"unknown cache topics: {sorted(unknown)}")
+    keys = [_version_key(school_id, topic) for topic in (topics or TOPICS)]
+
+    def bump() -> None:
+        for key in keys:
+            cache_version_bump(key)
+
+    transaction.on_commit(bump)
 
 
-def school_cached(school_id: int, name: str, compute: Callable[[], T], timeout: int) -> T:
-    """The value of `compute()` cached under the school's current version.
+def school_cached(
+    school_id: int,
+    name: str,
+    compute: Callable[[], T],
+    timeout: int,
+    *,
+    topics: tuple[str, ...] = TOPICS,
+) -> T:
+    """The value of `compute()` cached under the school's current versions of `topics`, the
+    data it is built from.
 
     Stampede protection: on a miss only the process that wins `cache.add` on a short lock
     computes; the others wait briefly for its result and compute themselves only if it does
     not come (so a slow or dead holder never blocks a page).
     """
-    key = f"school:{school_id}:v{school_cache_version(school_id)}:{name}"
+    key = f"school:{school_id}:v{school_cache_versions(school_id, topics)}:{name}"
     value = cache.get(key)
     if value is not None:
         return value

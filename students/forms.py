@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -70,6 +71,33 @@ class AttendanceDateForm(forms.Form):
         return date
 
 
+@dataclass(frozen=True)
+class SheetLine:
+    """One student's row of an attendance or grade sheet, ready to draw."""
+
+    row: Any  # AttendanceSheetRow or GradeSheetRow
+    name: str  # the status or score input
+    value: str
+    errors: list[str]
+    text_name: str  # the note or comment input
+    text_value: str
+
+
+def _sheet_line(form: forms.Form, row: Any, name: str, text_name: str) -> SheetLine:
+    def shown(field: str) -> str:
+        value = form[field].value()  # the posted value when bound, else the initial one
+        return "" if value is None else str(value)
+
+    return SheetLine(
+        row=row,
+        name=name,
+        value=shown(name),
+        errors=[str(e) for e in form.errors.get(name) or []] if form.is_bound else [],
+        text_name=text_name,
+        text_value=shown(text_name),
+    )
+
+
 class AttendanceSheetForm(forms.Form):
     """One status and note per student of the roster."""
 
@@ -100,9 +128,12 @@ class AttendanceSheetForm(forms.Form):
             for row in self.rows
         }
 
-    def bound_rows(self) -> list[tuple[AttendanceSheetRow, Any, Any]]:
+    def sheet(self) -> list[SheetLine]:
+        """What the template needs to draw each row's inputs itself: a class's sheet has a
+        hundred radio buttons, and Django renders each widget through its own template
+        (half the page's time); names, values and ids stay those of the form's widgets."""
         return [
-            (row, self[f"status_{row.student.pk}"], self[f"note_{row.student.pk}"])
+            _sheet_line(self, row, f"status_{row.student.pk}", f"note_{row.student.pk}")
             for row in self.rows
         ]
 
@@ -147,9 +178,10 @@ class GradeSheetForm(forms.Form):
                 scores[pk] = (score, self.cleaned_data[f"comment_{pk}"])
         return scores, cleared
 
-    def bound_rows(self) -> list[tuple[GradeSheetRow, Any, Any]]:
+    def sheet(self) -> list[SheetLine]:
+        """As AttendanceSheetForm.sheet: the template draws the inputs."""
         return [
-            (row, self[f"score_{row.student.pk}"], self[f"comment_{row.student.pk}"])
+            _sheet_line(self, row, f"score_{row.student.pk}", f"comment_{row.student.pk}")
             for row in self.rows
         ]
 

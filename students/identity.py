@@ -22,6 +22,7 @@ outage could leave behind. Redis being down reads as a miss: the facts come from
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -35,17 +36,58 @@ from .cache import cache_version, cache_version_bump
 
 T = TypeVar("T")
 _EVERYONE = "identity:version"
+_SHARED = "identity:all:facts"
 _DIRTY = "_schoolhouse_identity_dirty"  # attribute on the thread's database connection
+_LOOKUP = "_schoolhouse_identity"  # attribute on the request's user object
 
 
 def _user_version_key(user_id: int) -> str:
     return f"identity:user:{user_id}:version"
 
 
-def _versions(user_id: int | None) -> str:
-    keys = [_EVERYONE] + ([_user_version_key(user_id)] if user_id is not None else [])
-    found = cache.get_many(keys)  # one round trip when both counters exist (the usual case)
-    return ".".join(str(found.get(k) or cache_version(k)) for k in keys)
+def _user_facts_key(user_id: int) -> str:
+    return f"identity:user:{user_id}:facts"
+
+
+@dataclass
+class _Facts:
+    """One cache entry of facts, tagged with the versions they were read under."""
+
+    key: str
+    versions: tuple[int, ...]
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def remember(self, name: str, value: Any) -> None:
+        self.values[name] = value
+        cache.set(self.key, (self.versions, self.values), settings.IDENTITY_CACHE_TIMEOUT)
+
+
+@dataclass
+class _Lookup:
+    mine: _Facts
+    shared: _Facts
+
+
+def _lookup(user: Any) -> _Lookup:
+    """Both version counters and both fact entries in one round trip to the cache, once per
+    request (kept on the request's user object, as Django keeps its permission cache)."""
+    found = getattr(user, _LOOKUP, None)
+    if found is not None:
+        return found
+    version_key, facts_key = _user_version_key(user.pk), _user_facts_key(user.pk)
+    got = cache.get_many([_EVERYONE, version_key, facts_key, _SHARED])
+    everyone = int(got.get(_EVERYONE) or cache_version(_EVERYONE))
+    mine = int(got.get(version_key) or cache_version(version_key))
+
+    def current(key: str, versions: tuple[int, ...]) -> _Facts:
+        # Facts tagged with other versions were read before a change: they are dropped.
+        tagged = got.get(key)
+        values = tagged[1] if tagged and tuple(tagged[0]) == versions else {}
+        return _Facts(key=key, versions=versions, values=dict(values))
+
+    found = _Lookup(mine=current(facts_key, (everyone, mine)), shared=current(_SHARED, (everyone,)))
+    setattr(user, _LOOKUP, found)
+    return found
 
 
 def _bypass() -> bool:
@@ -58,18 +100,18 @@ def _bypass() -> bool:
     return False
 
 
-def identity_cached(user_id: int | None, name: str, compute: Callable[[], T]) -> T:
-    """`compute()` cached under the identity versions; `user_id=None` for facts about roles
-    or schools that every user shares."""
+def identity_cached(user: Any, name: str, compute: Callable[[], T], *, shared: bool = False) -> T:
+    """The fact `name` about `user` (or, `shared`, about roles and schools, the same for every
+    user), computed on a miss. The versions are read before computing, so a change that
+    commits meanwhile leaves a fact tagged with the old versions: the next request drops it."""
     if _bypass():
         return compute()
-    versions = _versions(user_id)
-    key = f"identity:{versions}:{'all' if user_id is None else user_id}:{name}"
-    found = cache.get(key)
-    if found is not None:
-        return found[0]  # stored in a tuple: a fact may itself be None or empty
+    lookup = _lookup(user)
+    facts = lookup.shared if shared else lookup.mine
+    if name in facts.values:
+        return facts.values[name]  # type: ignore[no-any-return]
     value = compute()
-    cache.set(key, (value,), settings.IDENTITY_CACHE_TIMEOUT)
+    facts.remember(name, value)
     return value
 
 

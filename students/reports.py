@@ -42,7 +42,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from .cache import school_cached
+from .cache import RECORDS, school_cached
 from .csv_io import csv_cell
 from .models import (
     Assessment,
@@ -1006,8 +1006,9 @@ def transcript_pdf(*, student: Student, cards: list[ReportCard]) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # A report card or a roster PDF costs 50-300 ms of queries and layout, and staff reopen the
 # same ones all day (a parent meeting, a trip). Each is cached under the school's cache
-# version (students.cache), so any write to the school's records (attendance, grades,
-# enrolment, a student's or a guardian's details) makes the next request build a fresh one,
+# versions (students.cache), so any write to the school's records it prints (a report card:
+# attendance, grades, enrolment, the student's details; a roster: enrolment, students' and
+# guardians' details, not attendance or grades) makes the next request build a fresh one,
 # and under the day, since both print today's date and count attendance up to it. The lock of
 # `school_cached` keeps a class of teachers opening the same roster from building it ten times.
 def report_card_pdf_cached(
@@ -1031,4 +1032,5 @@ def section_roster_pdf_cached(*, section: Section, today: datetime.date | None =
         f"roster-pdf:{section.pk}:{today.isoformat()}",
         lambda: section_roster_pdf(section=section, today=today),
         settings.REPORTS_CACHE_TIMEOUT,
+        topics=(RECORDS,),  # names, numbers and contacts: no attendance, no grades
     )

@@ -17,7 +17,7 @@ from django.utils import timezone
 from audit.history import bulk_history_record, history_snapshot
 from audit.services import Actor, as_user, audit_record, model_changes
 
-from .cache import school_cache_bump
+from .cache import ATTENDANCE, GRADES, school_cache_bump
 from .models import (
     Assessment,
     AttendanceRecord,
@@ -222,7 +222,7 @@ def attendance_record_bulk(
         target=section,
         changes={"date": date.isoformat(), "period": period, "counts": counts},
     )
-    school_cache_bump(section.school_id)
+    school_cache_bump(section.school_id, ATTENDANCE)
     return records
 
 
@@ -277,7 +277,7 @@ def grade_record_bulk(
     audit_record(
         actor=actor, action="grades_enter", target=assessment, changes={"count": len(grades)}
     )
-    school_cache_bump(assessment.school_id)
+    school_cache_bump(assessment.school_id, GRADES)
     return grades
 
 
@@ -290,7 +290,7 @@ def grade_delete_bulk(*, assessment: Assessment, student_ids: Iterable[int], act
         audit_record(
             actor=actor, action="grades_clear", target=assessment, changes={"count": deleted}
         )
-        school_cache_bump(assessment.school_id)
+        school_cache_bump(assessment.school_id, GRADES)
     return deleted
 
 
@@ -309,5 +309,5 @@ def assessment_save(*, assessment: Assessment, actor: Actor) -> Assessment:
             )
         Grade.objects.filter(assessment=assessment).update(max_score=assessment.max_score)
     audit_record(actor=actor, action="create" if creating else "update", target=assessment)
-    school_cache_bump(assessment.school_id)
+    school_cache_bump(assessment.school_id, GRADES)
     return assessment

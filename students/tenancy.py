@@ -62,9 +62,11 @@ class SchoolAccess:
     def permissions(self) -> frozenset[str]:
         """The role's permissions as "app_label.codename" (cached for every user of the role)."""
         if getattr(self.user, "is_superuser", False):
-            return identity_cached(None, "perms:superuser", _all_permissions)
+            return identity_cached(self.user, "perms:superuser", _all_permissions, shared=True)
         group = ROLE_GROUPS[self.role]
-        return identity_cached(None, f"perms:{group}", lambda: _group_permissions(group))
+        return identity_cached(
+            self.user, f"perms:{group}", lambda: _group_permissions(group), shared=True
+        )
 
     def has_perm(self, perm: str) -> bool:
         return perm in self.permissions
@@ -102,7 +104,7 @@ def is_district_admin(user: User | AnonymousUser) -> bool:
     if getattr(user, "is_superuser", False):
         return True
     return identity_cached(
-        user.pk, "district", lambda: user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()
+        user, "district", lambda: user.groups.filter(name=DISTRICT_ADMIN_GROUP).exists()
     )
 
 
@@ -126,13 +128,13 @@ def resolve_access(
         return None
     if is_district_admin(user):
         schools = identity_cached(
-            None, "active-schools", lambda: list(School.objects.filter(is_active=True))
+            user, "active-schools", lambda: list(School.objects.filter(is_active=True)), shared=True
         )
         if not schools:
             return None
         chosen = next((s for s in schools if s.pk == requested_school_id), schools[0])
         return SchoolAccess(user=user, school=chosen, role=DISTRICT_ADMIN, schools=schools)
-    memberships = identity_cached(user.pk, "memberships", lambda: _memberships(user))  # type: ignore[arg-type]
+    memberships = identity_cached(user, "memberships", lambda: _memberships(user))  # type: ignore[arg-type]
     if not memberships:
         return None
     chosen_m = next((m for m in memberships if m.school_id == requested_school_id), memberships[0])

@@ -36,7 +36,15 @@ from .forms import (
     StudentImportForm,
     StudentMoveForm,
 )
-from .models import Assessment, GradeLevel, School, Student, StudentMove, Term
+from .models import (
+    Assessment,
+    AttendanceRecord,
+    GradeLevel,
+    School,
+    Student,
+    StudentMove,
+    Term,
+)
 from .tenancy import SESSION_KEY, SchoolAccess
 
 View = Callable[..., HttpResponseBase]
@@ -304,6 +312,7 @@ def attendance_take(request: HttpRequest, access: SchoolAccess, pk: int) -> Http
             "date_form": date_form,
             "date": date,
             "form": form,
+            "statuses": AttendanceRecord.Status.choices,
         },
     )
 

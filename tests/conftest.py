@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -15,6 +19,7 @@ from django.test import Client
 
 from students.models import StaffMember
 from tests.emulators import gcs_endpoint, moto_endpoint  # noqa: F401  (shared fixtures)
+from tests.helpers import free_port
 from tests.students.factories import (
     AcademicYearFactory,
     AssessmentFactory,
@@ -230,3 +235,42 @@ def live_celery():
     app.conf.task_always_eager = False
     yield app
     app.conf.task_always_eager = True
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path) -> Iterator[str]:
+    """A Redis server of this test's own on a free port, without persistence; stopped (by its
+    process id) afterwards. The shared Redis on 6379 is never touched."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+    client.close()
+    yield url
+    server.terminate()
+    server.wait(timeout=10)

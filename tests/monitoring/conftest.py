@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import subprocess
 import sys
 import threading
-import time
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests.helpers import free_port
 
@@ -63,45 +60,6 @@ def dead_cache(settings) -> int:
 
     assert cache.set("probe", 1) is None and cache.get("probe") is None  # really unreachable
     return port
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path) -> Iterator[str]:
-    """A Redis server of this test's own on a free port, without persistence; stopped (by its
-    process id) afterwards. The shared Redis on 6379 is never touched."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_timeout=1)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    client.close()
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
 
 
 @pytest.fixture

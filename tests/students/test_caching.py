@@ -15,7 +15,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from students import selectors
-from students.cache import school_cache_bump, school_cached
+from students.cache import ATTENDANCE, GRADES, RECORDS, school_cache_bump, school_cached
 from students.models import StudentGuardian
 from students.services import guardian_link
 from tests.students.factories import GuardianFactory
@@ -152,6 +152,46 @@ def test_no_stale_roster_after_a_write(client, world, django_capture_on_commit_c
             actor=world.registrar,
         )
     assert "Zelda Quackenbush" in _pdf_text(b"".join(client.get(url).streaming_content))
+
+
+def test_attendance_and_grades_leave_the_roster_cached(
+    client, world, today, django_capture_on_commit_callbacks
+) -> None:
+    """Topics: a roster prints no attendance and no grades, so taking attendance (every class,
+    every morning) and entering marks do not throw it away; the dashboard is rebuilt."""
+    client.force_login(world.registrar)
+    roster = reverse("students:roster_export", args=[world.section.pk, "pdf"])
+    b"".join(client.get(roster).streaming_content)
+    figures = selectors.dashboard_figures_get(school=world.school)
+    _submit_attendance(
+        client, world, _attendance_day(world, today), "present", django_capture_on_commit_callbacks
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        school_cache_bump(world.school.pk, GRADES)
+    with CaptureQueriesContext(connection) as hit:
+        b"".join(client.get(roster).streaming_content)
+    assert not [q for q in hit.captured_queries if "students_studentguardian" in q["sql"]]
+    assert selectors.dashboard_figures_get(school=world.school).computed_at > figures.computed_at
+
+
+def test_a_records_write_rebuilds_every_cached_page(
+    world, django_capture_on_commit_callbacks
+) -> None:
+    with pytest.raises(ValueError, match="unknown cache topics"):
+        school_cache_bump(world.school.pk, "attendence")
+    calls = []
+    for topics in [(RECORDS,), (ATTENDANCE,), (GRADES,), (RECORDS, ATTENDANCE, GRADES)]:
+        school_cached(
+            world.school.pk, f"t-{topics}", lambda: calls.append(1) or 1, 60, topics=topics
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        school_cache_bump(world.school.pk, RECORDS)
+    calls.clear()
+    for topics in [(RECORDS,), (ATTENDANCE,), (GRADES,), (RECORDS, ATTENDANCE, GRADES)]:
+        school_cached(
+            world.school.pk, f"t-{topics}", lambda: calls.append(1) or 1, 60, topics=topics
+        )
+    assert len(calls) == 2  # the two built from records; attendance and grades alone stay
 
 
 def test_a_bump_moves_every_page_of_the_school_and_no_other(

@@ -7,6 +7,7 @@ identity rows, and an ordinary test runs entirely inside one."""
 from __future__ import annotations
 
 import pytest
+import redis
 from django.contrib.auth.models import Group, Permission
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -23,6 +24,12 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def school():
     return build_school("Identity")
+
+
+def _fresh(user):
+    """The user as the next request loads it (facts are looked up once per user object, as
+    Django's own permission cache is)."""
+    return type(user).objects.get(pk=user.pk)
 
 
 def _queries(client, url: str) -> tuple[int, list[str]]:
@@ -105,7 +112,7 @@ def test_joining_the_district_group_makes_a_district_admin(client, school, other
     before = resolve_access(user, other_world.school.pk)
     assert before.school == school.school and not before.is_district_admin
     Group.objects.get(name=DISTRICT_ADMIN_GROUP).user_set.add(user)
-    after = resolve_access(user, other_world.school.pk)
+    after = resolve_access(_fresh(user), other_world.school.pk)
     assert after.is_district_admin and after.school == other_world.school
 
 
@@ -116,10 +123,10 @@ def test_a_rolled_back_change_leaves_no_trace_in_the_cache(school) -> None:
         StaffMember.objects.filter(user=user).update(role=StaffMember.Role.SCHOOL_ADMIN)
         identity_invalidate({user.pk})
         # Inside the transaction the change shows at once...
-        assert resolve_access(user, None).role == StaffMember.Role.SCHOOL_ADMIN
+        assert resolve_access(_fresh(user), None).role == StaffMember.Role.SCHOOL_ADMIN
         raise RuntimeError("roll back")
     # ...and after the rollback the cache holds nothing of it.
-    assert resolve_access(user, None).role == StaffMember.Role.TEACHER
+    assert resolve_access(_fresh(user), None).role == StaffMember.Role.TEACHER
 
 
 def test_identity_is_served_from_the_cache_without_queries(school) -> None:
@@ -131,8 +138,34 @@ def test_identity_is_served_from_the_cache_without_queries(school) -> None:
         assert not access.has_perm("students.delete_student")
         assert user.has_perm("students.view_student") and not user.has_perm("audit.view_auditevent")
     assert len(ctx.captured_queries) == 2  # ModelBackend's two, the first time for this user
-    user = type(user).objects.get(pk=user.pk)  # a new request's user object
+    user = _fresh(user)  # a new request's user object
     with CaptureQueriesContext(connection) as ctx:
-        resolve_access(user, None)
+        resolve_access(user, None).has_perm("students.add_attendancerecord")
         assert user.has_perm("students.view_student")
     assert ctx.captured_queries == []
+
+
+def test_identity_costs_one_cache_round_trip_per_request(school, settings, throwaway_redis):
+    """Counted by a Redis server of the test's own (the shared one serves other workers)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": throwaway_redis,
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        }
+    }
+    server = redis.Redis.from_url(throwaway_redis)
+    user = school.teacher
+    resolve_access(user, None).has_perm("students.view_student")
+    user.has_perm("students.view_student")
+    user = _fresh(user)  # a new request's user object
+    server.config_resetstat()
+    access = resolve_access(user, None)
+    assert access.has_perm("students.view_student") and user.has_perm("students.view_student")
+    stats = server.info("commandstats")
+    ours = {
+        k: v["calls"]
+        for k, v in stats.items()
+        if k not in {"cmdstat_info", "cmdstat_config|resetstat"}
+    }
+    assert ours == {"cmdstat_mget": 1}
