@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import models
+from django.db import models, transaction
 
 from .context import current_origin
 from .models import AuditEvent
@@ -84,12 +84,13 @@ def model_changes(before: dict[str, Any], after: models.Model, fields: list[str]
     }
 
 
+@transaction.atomic
 def section_disclosure_record(
     *, actor: Actor, action: str, section: models.Model, changes: dict[str, Any] | None = None
 ) -> int:
     """Record a read of a whole class (contact sheet, roster export): the class's event, plus
     one per child on its current roster, so each child's "who has seen this record?" shows it.
-    Two queries however large the class."""
+    Three queries however large the class, in one transaction: all the entries or none."""
     from students.models import Enrollment
 
     event = audit_record(actor=actor, action=action, target=section, changes=changes)

@@ -213,6 +213,7 @@ class Result:
     output: int | None = None  # bytes
     note: str = ""
     load: float = 0.0  # the 1-minute load average when the contender finished
+    cpu: float = 0.0  # CPU seconds the whole machine spent meanwhile (PostgreSQL's too)
 
 
 def process_label(p: psutil.Process) -> str:
@@ -242,6 +243,15 @@ def peak_rss(p: psutil.Process) -> int:
     return int(p.memory_info().rss)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by every process of the machine so far (not idle, not waiting on
+    I/O). The difference over a run counts the PostgreSQL backend serving a dump too, which
+    no process tree of ours contains; on a quiet machine it is the work the run took, and
+    that work divided by the cores is the shortest wall time any schedule could give it."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0))
+
+
 def measure(
     name: str,
     cmd: list[str] | str,
@@ -260,6 +270,7 @@ def measure(
     process figure: a child spawned with vfork inherits its parent's high-water mark.)
     """
     t0 = time.monotonic()
+    cpu0 = machine_busy_seconds()
     proc = subprocess.Popen(
         cmd,
         shell=isinstance(cmd, str),
@@ -299,6 +310,7 @@ def measure(
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
     seconds = time.monotonic() - t0
+    cpu = machine_busy_seconds() - cpu0
     text = b"".join(out_chunks).decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{text[-3000:]}")
@@ -321,9 +333,11 @@ def measure(
         output=size,
         note=note,
         load=os.getloadavg()[0],
+        cpu=cpu,
     )
     print(
-        f"{name:<48} {seconds:7.1f} s  peaks {fmt_peaks(by_name)} (tree {result.tree_peak:.0f})"
+        f"{name:<48} {seconds:7.1f} s  cpu {cpu:6.1f} s  "
+        f"peaks {fmt_peaks(by_name)} (tree {result.tree_peak:.0f})"
         f"  writes {result.disk_writes:7.1f} MiB  "
         f"out {fmt_size(size)}  load {result.load:.1f}",
         flush=True,
@@ -460,6 +474,7 @@ def summarize(name: str, runs: list[Result]) -> dict[str, object]:
         "writes": median([r.disk_writes for r in runs]),
         "output": int(median([float(o) for o in outputs])) if outputs else None,
         "load": median([r.load for r in runs]),
+        "cpu": median([r.cpu for r in runs]),
     }
 
 
@@ -677,22 +692,32 @@ def run(
     print(f"Rounds: {rounds} (restores: {restore_rounds}).")
     print()
     print(
-        "| what | wall time, median (range) | peak RSS per process (MiB) | tree peak | "
-        "disk writes | output | load avg |"
+        "| what | wall time, median (range) | machine CPU | peak RSS per process (MiB) | "
+        "tree peak | disk writes | output | load avg |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     for row in rows_:
         note = f" ({row['note']})" if row["note"] else ""
         label = f"{row['name']}{note}".replace("|", "\\|")  # a shell pipe in a Markdown cell
         spread = f" ({row['low']:.1f}–{row['high']:.1f})" if row["n"] > 1 else ""
         print(
-            f"| {label} | {row['median']:.1f} s{spread} | {fmt_peaks(row['peaks'])} | "  # type: ignore[arg-type]
+            f"| {label} | {row['median']:.1f} s{spread} | {row['cpu']:.1f} s | "
+            f"{fmt_peaks(row['peaks'])} | "  # type: ignore[arg-type]
             f"{row['tree']:.0f} MiB | {row['writes']:.0f} MiB | "
             f"{fmt_size(row['output'])} | {row['load']:.1f} |"  # type: ignore[arg-type]
         )
     plain = by_name.get("pg_dump -Fc (file)")
     floor = by_name.get("pg_dump -Fc -Z0 | zstd -3 (file)")
     print()
+    cores = psutil.cpu_count() or 1
+    if plain and floor:
+        # The floor's work (server COPY, pg_dump, zstd) spread perfectly over every core is
+        # the shortest wall time any pipeline that does at least that work could reach.
+        print(
+            f"zstd floor: {floor['cpu']:.1f} CPU s on {cores} cores -> at least "  # type: ignore[str-format]
+            f"{floor['cpu'] / cores:.1f} s wall = "  # type: ignore[operator]
+            f"{floor['cpu'] / cores / plain['median']:.2f}x pg_dump -Fc"  # type: ignore[operator]
+        )
     for name in (
         "backup_now → local (zstd -1, Tink, sha256, re-read)",
         "backup_now → S3 emulator (moto)",
