@@ -71,12 +71,21 @@ class SchoolAccess:
     def has_perm(self, perm: str) -> bool:
         return perm in self.permissions
 
+    @cached_property
+    def taught_student_ids(self) -> list[int]:
+        """A teacher's students, read once per request (an indexed query over their classes)."""
+        # A teacher always has a StaffMember row (resolve_access builds it from one).
+        taught = Student.objects.for_school(self.school).taught_by(self.staff)  # type: ignore[arg-type,attr-defined]
+        return list(taught.values_list("pk", flat=True))
+
     def students(self) -> QuerySet[Student]:
         """Students this user may see: the school's, and for a teacher only their sections'."""
         qs = Student.objects.for_school(self.school)
         if self.is_teacher:
-            # A teacher always has a StaffMember row (resolve_access builds it from one).
-            qs = qs.taught_by(self.staff)  # type: ignore[arg-type,attr-defined]
+            # By primary key from a list, not as a subquery: with the subquery PostgreSQL ran
+            # a search's full-text and trigram tests over every student of the school before
+            # keeping the teacher's thirty (10-20 ms a search under load, not 1).
+            qs = qs.filter(pk__in=self.taught_student_ids)
         return qs
 
     def sections(self) -> QuerySet[Section]:
