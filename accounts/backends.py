@@ -11,11 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
 
 from students.identity import identity_cached
 
 
 class CachedModelBackend(ModelBackend):
+    def authenticate(self, request: Any, username: Any = None, password: Any = None, **kw: Any):  # type: ignore[no-untyped-def]
+        user = super().authenticate(request, username=username, password=password, **kw)
+        if user is None and username is not None and password is not None:
+            # Wrong credentials end the sign-in here. Django's own ModelBackend stays listed
+            # after this one only so that sessions signed in before it existed still load
+            # (a session names the backend that signed it in); it must not hash the password
+            # a second time on every failed attempt. Django still sends user_login_failed,
+            # which django-axes counts.
+            raise PermissionDenied
+        return user
+
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()

@@ -737,6 +737,11 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # ModelBackend with its permission lookups cached (students.identity).
     "accounts.backends.CachedModelBackend",
+    # Kept for sessions signed in through it before the cached backend existed (a session
+    # names its backend, and one not listed here signs it out). Never reached for a password
+    # check (the cached backend refuses wrong ones itself), and its permission lookups read
+    # the cache the backend above fills.
+    "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"

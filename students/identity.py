@@ -9,8 +9,10 @@ against one for the session's user), so they live in the cache under two version
 - one for everybody, moved on by a change that reaches many users at once: a staff
   membership, a school, a role group's permissions.
 
-Invalidation follows every write path, the admin's many-to-many widgets and the role sync
-after `migrate` included, so it hangs off model signals rather than off services. A change
+Invalidation follows every write path, the admin's many-to-many widgets included, so it hangs
+off model signals rather than off services; `migrate` (permissions and role groups, written
+without signals) and a restore of the live database move everything on too. A write that
+sends no signal (`update()`, `bulk_create`) must call `identity_invalidate`. A change
 bumps its counter when its transaction commits (so another process cannot re-cache the old
 facts between the bump and the commit); until then, reads on the writing connection inside
 that transaction bypass the cache, so a request, command or test that changes a role and then
@@ -30,7 +32,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 
 from .cache import cache_version, cache_version_bump
 
@@ -184,3 +186,7 @@ def identity_receivers_connect() -> None:
     m2m_changed.connect(
         _everyone_changed, sender=Group.permissions.through, dispatch_uid="identity.group_perms"
     )
+    # `migrate` creates permissions and syncs the role groups through historical models and
+    # bulk_create, which send none of the signals above: a release that changes what a role
+    # may do moves everybody's identity on.
+    post_migrate.connect(_everyone_changed, dispatch_uid="identity.migrate")

@@ -399,6 +399,14 @@ def backup_restore(
     outcome: RestoreOutcome = restore(
         run=run, target_url=target_url, force=force, progress=progress, say=say
     )
+    if not target_url:
+        # Everything cached (who may see what, school figures, report PDFs, sessions' cached
+        # copies) describes the database just replaced: a role granted after the backup
+        # must not outlive its restore by a cache timeout.
+        from django.core.cache import cache
+
+        with contextlib.suppress(Exception):
+            cache.clear()
     with contextlib.suppress(Exception):  # the audit trail lives in the database just replaced
         audit_record(
             actor=actor, action="backup_restore", target=run, changes={"target": target_desc}

@@ -9,6 +9,7 @@ import subprocess
 import uuid
 
 import pytest
+import redis
 
 from backups.pipeline import pg_connect
 from tests.backups.conftest import live_params, pg_url
@@ -68,7 +69,7 @@ def test_embedded_mode_backs_up_verifies_and_restores_sqlite(tmp_path) -> None:
 
 
 @pytest.mark.django_db
-def test_restore_of_the_live_database_switches_only_when_complete(tmp_path) -> None:
+def test_restore_of_the_live_database_switches_only_when_complete(tmp_path, throwaway_redis):
     params = live_params()
     name = f"backups_live_{uuid.uuid4().hex[:8]}"
     from psycopg import sql
@@ -82,7 +83,9 @@ def test_restore_of_the_live_database_switches_only_when_complete(tmp_path) -> N
         SCHOOLHOUSE_TESTING="true",
         BACKUP_KEYSET_PATH=str(tmp_path / "keyset.json"),
         BACKUP_LOCAL_DIR=str(tmp_path / "backups"),
+        REDIS_URL=throwaway_redis,  # a cache of its own, to see the restore empty it
     )
+    cache = redis.Redis.from_url(throwaway_redis)
     try:
         manage("migrate", "-v", "0", env=env)
         manage("seed_demo", "--schools", "1", "--students", "20", "--attendance-days", "3", env=env)
@@ -93,8 +96,11 @@ def test_restore_of_the_live_database_switches_only_when_complete(tmp_path) -> N
             conn.execute("DELETE FROM students_attendancerecord")  # the accident
         refused = manage("restore_backup", "latest", "--operator", "admin", env=env, check=False)
         assert refused.returncode != 0 and "--force" in refused.stderr
+        cache.set("cached-before-the-restore", b"stale")
         out = manage("restore_backup", "latest", "--operator", "admin", "--force", env=env).stdout
         assert "_before_restore_" in out
+        # Whatever was cached described the database that was replaced.
+        assert cache.get("cached-before-the-restore") is None
         with pg_connect({**params, "dbname": name}) as conn:
             assert conn.execute("SELECT count(*) FROM students_attendancerecord").fetchone()[0] > 0
             # The run history survived the switch, including the backup just restored.

@@ -169,3 +169,43 @@ def test_identity_costs_one_cache_round_trip_per_request(school, settings, throw
         if k not in {"cmdstat_info", "cmdstat_config|resetstat"}
     }
     assert ours == {"cmdstat_mget": 1}
+
+
+def test_migrate_moves_everybody_on(school) -> None:
+    """`migrate` writes permissions and role groups without signals (historical models,
+    bulk_create): it must still invalidate every cached identity."""
+    from django.core.management.sql import emit_post_migrate_signal
+
+    from students.cache import cache_version
+    from students.identity import _EVERYONE
+
+    before = cache_version(_EVERYONE)
+    emit_post_migrate_signal(0, False, "default")
+    assert cache_version(_EVERYONE) > before
+
+
+def test_sessions_signed_in_before_the_cached_backend_still_load(client, school) -> None:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    session = client.session
+    session[SESSION_KEY] = str(school.registrar.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = school.registrar.get_session_auth_hash()
+    session.save()
+    client.cookies["sessionid"] = session.session_key
+    response = client.get(reverse("students:student_list"))
+    assert response.status_code == 200
+    assert response.wsgi_request.user == school.registrar
+
+
+def test_a_wrong_password_is_refused_once_and_counted(client, school) -> None:
+    from axes.models import AccessAttempt
+
+    school.registrar.set_password("the right one, long enough")
+    school.registrar.save()
+    page = client.post(
+        reverse("login"), {"username": school.registrar.username, "password": "wrong guess"}
+    )
+    assert page.status_code == 200 and not page.wsgi_request.user.is_authenticated
+    assert AccessAttempt.objects.get(username=school.registrar.username).failures_since_start == 1
+    assert client.login(username=school.registrar.username, password="the right one, long enough")
