@@ -58,6 +58,7 @@ def accounts(*, users: int, registrar_share: float, out: Path) -> None:
     )
     from django.contrib.sessions.backends.cached_db import SessionStore
     from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
     from django.db import transaction
     from django.utils import timezone
 
@@ -133,8 +134,16 @@ def accounts(*, users: int, registrar_share: float, out: Path) -> None:
             doc = (
                 Document.objects.filter(school=school, student=None, title="Bench handbook")
                 .exclude(current_version=None)
+                .select_related("current_version")
                 .first()
             )
+            stored = doc is not None and storages["documents"].exists(
+                doc.current_version.storage_key  # type: ignore[union-attr]
+            )
+            if not stored:
+                # The dataset is shared between checkouts, the stored files are not (each
+                # keeps them under its own var/bench_load): store a fresh handbook here.
+                doc = None
             if doc is None:
                 actor = StaffMember.objects.filter(school=school).select_related("user").first()
                 doc = document_create(
