@@ -81,6 +81,7 @@ class SheetLine:
     errors: list[str]
     text_name: str  # the note or comment input
     text_value: str
+    text_errors: list[str]
 
 
 def _sheet_line(form: forms.Form, row: Any, name: str, text_name: str) -> SheetLine:
@@ -95,6 +96,7 @@ def _sheet_line(form: forms.Form, row: Any, name: str, text_name: str) -> SheetL
         errors=[str(e) for e in form.errors.get(name) or []] if form.is_bound else [],
         text_name=text_name,
         text_value=shown(text_name),
+        text_errors=[str(e) for e in form.errors.get(text_name) or []] if form.is_bound else [],
     )
 
 

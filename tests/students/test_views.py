@@ -107,6 +107,27 @@ def test_attendance_with_a_missing_student_is_refused_whole(client, world, today
     assert not AttendanceRecord.objects.exists()
 
 
+def test_a_refused_sheet_says_why_and_keeps_what_was_typed(client, world, today) -> None:
+    """The sheet's inputs are drawn by the template: a refused post must still show each
+    row's error and the values typed, with nothing saved."""
+    client.force_login(world.teacher)
+    url = reverse("students:attendance_take", args=[world.section.pk])
+    a, b, c = world.students
+    data = {f"status_{s.pk}": "present" for s in world.students}
+    data[f"status_{b.pk}"] = "absent"
+    data[f"note_{a.pk}"] = "x" * 201  # over the 200 the page's maxlength allows
+    page = client.post(f"{url}?date={today}", data).content.decode()
+    assert "nothing was saved" in page
+    assert "at most 200 characters" in page
+    assert f'name="status_{b.pk}" value="absent" required id="id_status_{b.pk}_1" checked' in page
+    assert not AttendanceRecord.objects.exists()
+
+    grades = reverse("students:grades_enter", args=[world.assessment.pk])
+    page = client.post(grades, {f"score_{a.pk}": "17", f"comment_{c.pk}": "y" * 301}).content
+    text = page.decode()
+    assert "at most 300 characters" in text and f'name="score_{a.pk}" value="17"' in text
+
+
 def test_enter_grades(client, world) -> None:
     client.force_login(world.teacher)
     url = reverse("students:grades_enter", args=[world.assessment.pk])
