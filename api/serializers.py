@@ -26,6 +26,7 @@ from students.models import (
     Subject,
     Term,
 )
+from students.services import STUDENT_EDITABLE_FIELDS
 from students.tenancy import SchoolAccess
 
 
@@ -68,27 +69,8 @@ class StudentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Student
-        fields = [
-            "id",
-            "student_number",
-            "first_name",
-            "middle_name",
-            "last_name",
-            "preferred_name",
-            "full_name",
-            "date_of_birth",
-            "gender",
-            "grade_level",
-            "status",
-            "admitted_on",
-            "email",
-            "phone",
-            "address",
-            "medical_notes",
-            "notes",
-            "created_at",
-            "updated_at",
-        ]
+        # What the API may write is what the student services edit (one list for both).
+        fields = ["id", *STUDENT_EDITABLE_FIELDS, "full_name", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
         # Uniqueness per school is checked by the service's full_clean(), with the school.
         validators: list = []

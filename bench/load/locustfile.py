@@ -126,6 +126,19 @@ class StaffMember(FastHttpUser):
             self.client.get(f"/classes/{self.me['section_id']}/roster.pdf", name="roster (pdf)")
 
     # --- writes -----------------------------------------------------------------------------
+    def _submit(self, url: str, data: dict[str, str], what: str) -> None:
+        """POST a sheet as the browser would; anything but the redirect is a failure."""
+        with self.client.post(
+            url,
+            data=urlencode(data),
+            headers={"Content-Type": FORM, "Referer": f"{self.host}{url}"},
+            name=f"{what} (submit)",
+            allow_redirects=False,
+            catch_response=True,
+        ) as response:
+            if response.status_code != 302:
+                response.failure(f"{what} not saved: HTTP {response.status_code}")
+
     def _csrf(self, page: bytes) -> str | None:
         match = CSRF_RE.search(page)
         return match.group(1).decode() if match else None
@@ -145,16 +158,7 @@ class StaffMember(FastHttpUser):
         data = {"csrfmiddlewaretoken": token}
         for pk in self.me["students"]:
             data[f"status_{pk}"] = random.choice(ATTENDANCE)
-        with self.client.post(
-            url,
-            data=urlencode(data),
-            headers={"Content-Type": FORM, "Referer": f"{self.host}{url}"},
-            name="attendance (submit)",
-            allow_redirects=False,
-            catch_response=True,
-        ) as response:
-            if response.status_code != 302:
-                response.failure(f"attendance not saved: HTTP {response.status_code}")
+        self._submit(url, data, "attendance")
 
     @task(1)
     def enter_grades(self) -> None:
@@ -172,16 +176,7 @@ class StaffMember(FastHttpUser):
         for pk in self.me["students"]:
             if f'name="score_{pk}"'.encode() in body:
                 data[f"score_{pk}"] = str(random.randint(8, 20))
-        with self.client.post(
-            url,
-            data=urlencode(data),
-            headers={"Content-Type": FORM, "Referer": f"{self.host}{url}"},
-            name="grades (submit)",
-            allow_redirects=False,
-            catch_response=True,
-        ) as response:
-            if response.status_code != 302:
-                response.failure(f"grades not saved: HTTP {response.status_code}")
+        self._submit(url, data, "grades")
 
     @task(1)
     def upload_document(self) -> None:
