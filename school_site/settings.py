@@ -201,6 +201,9 @@ if CACHE_BACKEND == "dummy":
 # Report card and roster PDFs are cached per school version (students.reports): a write to
 # the school's records replaces them at once; the timeout only bounds memory.
 REPORTS_CACHE_TIMEOUT = env.int("REPORTS_CACHE_TIMEOUT", default=300)
+# A student's profile page (students.selectors): per student, moved on by any write to the
+# school's records or to that child's attendance or grades; the timeout only bounds memory.
+PROFILE_CACHE_TIMEOUT = env.int("PROFILE_CACHE_TIMEOUT", default=300)
 # A signed-in user's schools, roles and permissions (students.identity): every change moves
 # them on at once; the timeout only bounds what a bump lost to a Redis outage leaves behind.
 IDENTITY_CACHE_TIMEOUT = env.int("IDENTITY_CACHE_TIMEOUT", default=600)

@@ -9,12 +9,19 @@ A school has one version per *topic* of its data: a cached figure names the topi
 built from, and a write bumps the topics it changed. Taking attendance (every class, every
 morning) then leaves the class rosters cached, which print no attendance; a write that does
 not say what it changed bumps every topic.
+
+A student's own pages (the profile, report cards) are cached per student as well: they
+print that child's attendance and grades, not the school's. A write of attendance or grades
+that names its students (a class's register, an assessment's marks) moves on only those
+students' versions and the school's aggregate version (the dashboard); a write that does not
+name them also moves the school's per-student version of the topic, which every student's
+entry embeds, so nothing printed about any child can outlive it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from django.core.cache import cache
@@ -30,10 +37,22 @@ RECORDS = "records"  # students, guardians, enrolments, classes, staff, terms: e
 ATTENDANCE = "attendance"
 GRADES = "grades"
 TOPICS = (RECORDS, ATTENDANCE, GRADES)
+# Topics whose writes can name the students they touched (see the module's docstring).
+PER_STUDENT = (ATTENDANCE, GRADES)
 
 
 def _version_key(school_id: int, topic: str) -> str:
     return f"school:{school_id}:{topic}:version"
+
+
+def _every_student_key(school_id: int, topic: str) -> str:
+    """The school's version of `topic` that every per-student entry embeds: it moves only on
+    a write that does not say which students it changed."""
+    return f"school:{school_id}:{topic}:every-student:version"
+
+
+def _student_key(student_id: int) -> str:
+    return f"student:{student_id}:version"
 
 
 def cache_version(key: str) -> int:
@@ -58,44 +77,51 @@ def cache_version_bump(key: str) -> None:
         cache.set(key, time.time_ns(), _VERSION_TTL)
 
 
-def school_cache_versions(school_id: int, topics: tuple[str, ...] = TOPICS) -> str:
-    """The school's current versions of `topics`, as one key fragment (one round trip)."""
-    keys = [_version_key(school_id, topic) for topic in topics]
+def _versions(keys: list[str]) -> str:
+    """The current values of the counters `keys`, as one key fragment (one round trip)."""
     found = cache.get_many(keys)
     return ".".join(str(found.get(key) or cache_version(key)) for key in keys)
 
 
-def school_cache_bump(school_id: int, *topics: str) -> None:
+def school_cache_versions(school_id: int, topics: tuple[str, ...] = TOPICS) -> str:
+    """The school's current versions of `topics`, as one key fragment (one round trip)."""
+    return _versions([_version_key(school_id, topic) for topic in topics])
+
+
+def school_cache_bump(school_id: int, *topics: str, students: Iterable[int] | None = None) -> None:
     """Invalidate the school's cached figures built from `topics` (all of them when none is
-    named) once the current transaction commits."""
+    named) once the current transaction commits.
+
+    `students`: the ids of the only students whose attendance or grades the write changed.
+    Their own cached pages move on and other children's stay; without it, every student's
+    cached pages of the school move on."""
     unknown = set(topics) - set(TOPICS)
     if unknown:
         raise ValueError(f"unknown cache topics: {sorted(unknown)}")
-    keys = [_version_key(school_id, topic) for topic in (topics or TOPICS)]
+    topics = topics or TOPICS
+    if students is not None and not set(topics) <= set(PER_STUDENT):
+        raise ValueError("only attendance and grades writes can name their students")
+    keys = [_version_key(school_id, topic) for topic in topics]
+    student_keys: list[str] = []
+    if students is None:
+        keys += [_every_student_key(school_id, t) for t in topics if t in PER_STUDENT]
+    else:
+        student_keys = [_student_key(pk) for pk in sorted(set(students))]
 
     def bump() -> None:
         for key in keys:
             cache_version_bump(key)
+        if student_keys:
+            # Fresh values, not increments: one round trip for a whole class. A value only
+            # has to differ from the one before; the clock's nanoseconds always do.
+            now = time.time_ns()
+            cache.set_many({key: now + i for i, key in enumerate(student_keys)}, _VERSION_TTL)
 
     transaction.on_commit(bump)
 
 
-def school_cached(
-    school_id: int,
-    name: str,
-    compute: Callable[[], T],
-    timeout: int,
-    *,
-    topics: tuple[str, ...] = TOPICS,
-) -> T:
-    """The value of `compute()` cached under the school's current versions of `topics`, the
-    data it is built from.
-
-    Stampede protection: on a miss only the process that wins `cache.add` on a short lock
-    computes; the others wait briefly for its result and compute themselves only if it does
-    not come (so a slow or dead holder never blocks a page).
-    """
-    key = f"school:{school_id}:v{school_cache_versions(school_id, topics)}:{name}"
+def _cached(key: str, compute: Callable[[], T], timeout: int) -> T:
+    """`compute()` cached under `key`, with stampede protection (see `school_cached`)."""
     value = cache.get(key)
     if value is not None:
         return value
@@ -114,3 +140,44 @@ def school_cached(
     finally:
         cache.delete(lock_key)
     return value
+
+
+def school_cached(
+    school_id: int,
+    name: str,
+    compute: Callable[[], T],
+    timeout: int,
+    *,
+    topics: tuple[str, ...] = TOPICS,
+) -> T:
+    """The value of `compute()` cached under the school's current versions of `topics`, the
+    data it is built from.
+
+    Stampede protection: on a miss only the process that wins `cache.add` on a short lock
+    computes; the others wait briefly for its result and compute themselves only if it does
+    not come (so a slow or dead holder never blocks a page).
+    """
+    key = f"school:{school_id}:v{school_cache_versions(school_id, topics)}:{name}"
+    return _cached(key, compute, timeout)
+
+
+def student_cached(
+    school_id: int,
+    student_id: int,
+    name: str,
+    compute: Callable[[], T],
+    timeout: int,
+    *,
+    topics: tuple[str, ...] = TOPICS,
+) -> T:
+    """`compute()`, built from one student's data of `topics` in the school, cached under
+    that student's version and the school's versions that every student's entry embeds: a
+    register or a set of marks taken for other children leaves it cached.
+
+    Records (names, enrolment, terms, staff) stay school-wide: any such write moves it on."""
+    keys = [
+        _version_key(school_id, t) if t not in PER_STUDENT else _every_student_key(school_id, t)
+        for t in topics
+    ]
+    versions = _versions([*keys, _student_key(student_id)])
+    return _cached(f"school:{school_id}:v{versions}:student:{student_id}:{name}", compute, timeout)

@@ -42,7 +42,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from .cache import RECORDS, school_cached
+from .cache import RECORDS, school_cached, student_cached
 from .csv_io import csv_cell
 from .models import (
     Assessment,
@@ -1005,20 +1005,23 @@ def transcript_pdf(*, student: Student, cards: list[ReportCard]) -> bytes:
 # Cached documents
 # ---------------------------------------------------------------------------------------------
 # A report card or a roster PDF costs 50-300 ms of queries and layout, and staff reopen the
-# same ones all day (a parent meeting, a trip). Each is cached under the school's cache
-# versions (students.cache), so any write to the school's records it prints (a report card:
-# attendance, grades, enrolment, the student's details; a roster: enrolment, students' and
-# guardians' details, not attendance or grades) makes the next request build a fresh one,
-# and under the day, since both print today's date and count attendance up to it. The lock of
+# same ones all day (a parent meeting, a trip). Each is cached under the versions of what it
+# prints (students.cache), so a write to it makes the next request build a fresh one: a
+# report card, under the school's records and that student's own attendance and grades (the
+# register of another class leaves it cached); a roster, under the school's records only
+# (enrolment, students' and guardians' details). Both are also cached under the day, since
+# they print today's date and count attendance up to it. The lock of
 # `school_cached` keeps a class of teachers opening the same roster from building it ten times.
 def report_card_pdf_cached(
     *, student: Student, term: Term, today: datetime.date | None = None
 ) -> bytes:
     """The term's report card of the student as PDF bytes, from the cache when it is there."""
     today = today or timezone.localdate()
-    return school_cached(
+    # Per student: the register of another class, or another child's marks, leaves it cached.
+    return student_cached(
         student.school_id,
-        f"report-card:{student.pk}:{term.pk}:{today.isoformat()}",
+        student.pk,
+        f"report-card:{term.pk}:{today.isoformat()}",
         lambda: report_card_pdf(report_card_data(student=student, term=term, today=today)),
         settings.REPORTS_CACHE_TIMEOUT,
     )

@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from .cache import ATTENDANCE, GRADES, RECORDS, school_cached
+from .cache import ATTENDANCE, GRADES, RECORDS, school_cached, student_cached
 from .models import (
     AcademicYear,
     Assessment,
@@ -311,13 +311,29 @@ class StudentProfile:
 
 
 def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProfile:
-    """Everything the profile page shows, in a fixed number of queries.
+    """Everything the profile page shows, in a fixed number of queries; from the cache, under
+    the school's records and the student's own attendance and grades (students.cache).
 
     Raises Student.DoesNotExist for a student the user may not see, so the view answers 404
-    without telling whether the id exists at another school.
+    without telling whether the id exists at another school. The scope is checked on every
+    request; only a student of the school is ever computed, hence cached.
     """
+    if access.is_teacher and student_id not in access.taught_student_ids:
+        raise Student.DoesNotExist
+    today = timezone.localdate()
+    return student_cached(
+        access.school.pk,
+        student_id,
+        f"profile:{today.isoformat()}",  # the year's figures and the terms begun, as of today
+        lambda: _student_profile(school=access.school, student_id=student_id, today=today),
+        settings.PROFILE_CACHE_TIMEOUT,
+    )
+
+
+def _student_profile(*, school: School, student_id: int, today: datetime.date) -> StudentProfile:
+    """The profile of a student of `school`, straight from the database."""
     student = (
-        access.students()
+        Student.objects.for_school(school)
         .select_related("grade_level", "school")
         .prefetch_related(
             Prefetch(
@@ -335,7 +351,7 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
         )
         .get(pk=student_id)
     )
-    year = AcademicYear.objects.for_school(access.school).filter(is_current=True).first()
+    year = AcademicYear.objects.for_school(school).filter(is_current=True).first()
     attendance = AttendanceRecord.objects.filter(student=student)
     if year:
         attendance = attendance.filter(date__gte=year.starts_on, date__lte=year.ends_on)
@@ -360,11 +376,7 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
         by_term.setdefault(term.pk, (term, []))[1].append(grade)
     # Report cards exist for terms that have begun.
     terms = (
-        list(
-            Term.objects.for_school(access.school).filter(
-                academic_year=year, starts_on__lte=timezone.localdate()
-            )
-        )
+        list(Term.objects.for_school(school).filter(academic_year=year, starts_on__lte=today))
         if year
         else []
     )

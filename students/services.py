@@ -222,7 +222,7 @@ def attendance_record_bulk(
         target=section,
         changes={"date": date.isoformat(), "period": period, "counts": counts},
     )
-    school_cache_bump(section.school_id, ATTENDANCE)
+    school_cache_bump(section.school_id, ATTENDANCE, students=marks)
     return records
 
 
@@ -277,20 +277,19 @@ def grade_record_bulk(
     audit_record(
         actor=actor, action="grades_enter", target=assessment, changes={"count": len(grades)}
     )
-    school_cache_bump(assessment.school_id, GRADES)
+    school_cache_bump(assessment.school_id, GRADES, students=entries)
     return grades
 
 
 @transaction.atomic
 def grade_delete_bulk(*, assessment: Assessment, student_ids: Iterable[int], actor: Actor) -> int:
-    deleted, _ = Grade.objects.filter(
-        assessment=assessment, student_id__in=list(student_ids)
-    ).delete()
+    student_ids = list(student_ids)
+    deleted, _ = Grade.objects.filter(assessment=assessment, student_id__in=student_ids).delete()
     if deleted:
         audit_record(
             actor=actor, action="grades_clear", target=assessment, changes={"count": deleted}
         )
-        school_cache_bump(assessment.school_id, GRADES)
+        school_cache_bump(assessment.school_id, GRADES, students=student_ids)
     return deleted
 
 

@@ -227,3 +227,96 @@ def test_stampede_on_a_cold_key_computes_once() -> None:
         thread.join()
     assert results == ["figures"] * 10
     assert len(calls) == 1
+
+
+# --- per student: a register or marks for some children leave the others' pages cached ---------
+def _card(client, world, student) -> bytes:
+    url = reverse("students:report_card", args=[student.pk, world.term.pk])
+    return b"".join(client.get(url).streaming_content)
+
+
+def _reads_attendance(client, url: str) -> bool:
+    with CaptureQueriesContext(connection) as seen:
+        response = client.get(url)
+        b"".join(response.streaming_content) if response.streaming else response.content
+    assert response.status_code == 200
+    return any("students_attendancerecord" in q["sql"] for q in seen.captured_queries)
+
+
+def test_a_register_rebuilds_its_childrens_pages_only(
+    client, world, today, django_capture_on_commit_callbacks
+) -> None:
+    """Attendance of class 7A moves on 7A's children's report cards and profiles, which show
+    it at once, and leaves the child of 7B cached."""
+    client.force_login(world.registrar)
+    pupil, outsider = world.students[0], world.outsider
+    pages = {
+        who: [
+            reverse("students:report_card", args=[who.pk, world.term.pk]),
+            reverse("students:student_detail", args=[who.pk]),
+        ]
+        for who in (pupil, outsider)
+    }
+    for urls in pages.values():
+        for url in urls:
+            assert _reads_attendance(client, url)  # cold: built from the database
+    _submit_attendance(
+        client, world, _attendance_day(world, today), "absent", django_capture_on_commit_callbacks
+    )
+    assert all(_reads_attendance(client, url) for url in pages[pupil])
+    assert not any(_reads_attendance(client, url) for url in pages[outsider])
+    # And what was rebuilt shows the register.
+    assert "0.0%" in _pdf_text(_card(client, world, pupil))
+    profile = client.get(reverse("students:student_detail", args=[pupil.pk])).context["profile"]
+    assert profile.attendance_counts["absent"] == 1
+
+
+def test_marks_rebuild_the_marked_childrens_pages_only(
+    client, world, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(world.registrar)
+    marked, unmarked = world.students[0], world.students[1]
+    urls = {who: reverse("students:student_detail", args=[who.pk]) for who in (marked, unmarked)}
+    for url in urls.values():
+        client.get(url)
+    grades_url = reverse("students:grades_enter", args=[world.assessment.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(grades_url, {f"score_{marked.pk}": "7", f"comment_{marked.pk}": ""})
+    assert response.status_code == 302, response.content[-2000:]
+    profile = client.get(urls[marked]).context["profile"]
+    assert [g.score for _term, grades in profile.grades_by_term for g in grades] == [7]
+    with CaptureQueriesContext(connection) as seen:
+        client.get(urls[unmarked])
+    assert not [q for q in seen.captured_queries if 'FROM "students_grade"' in q["sql"]]
+
+
+def test_a_write_naming_no_students_rebuilds_every_childs_pages(
+    client, world, django_capture_on_commit_callbacks
+) -> None:
+    """The admin, an import or a rollover say nothing of which children they touched."""
+    client.force_login(world.registrar)
+    url = reverse("students:student_detail", args=[world.outsider.pk])
+    assert _reads_attendance(client, url)
+    assert not _reads_attendance(client, url)
+    for topic in (ATTENDANCE, GRADES, RECORDS):
+        with django_capture_on_commit_callbacks(execute=True):
+            school_cache_bump(world.school.pk, topic)
+        assert _reads_attendance(client, url), topic
+        assert not _reads_attendance(client, url), topic
+    with pytest.raises(ValueError, match="only attendance and grades"):
+        school_cache_bump(world.school.pk, RECORDS, students=[world.students[0].pk])
+
+
+def test_a_cached_profile_is_still_out_of_a_teachers_reach(client, world) -> None:
+    """The registrar's visit caches the outsider's profile; the teacher of 7A still gets 404
+    for it, and nothing of it."""
+    outsider = world.outsider
+    url = reverse("students:student_detail", args=[outsider.pk])
+    client.force_login(world.registrar)
+    assert client.get(url).status_code == 200
+    client.force_login(world.teacher)
+    response = client.get(url)
+    assert response.status_code == 404
+    assert outsider.last_name.encode() not in response.content
+    card = reverse("students:report_card", args=[outsider.pk, world.term.pk])
+    assert client.get(card).status_code == 404
