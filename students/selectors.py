@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import (
     Avg,
@@ -21,7 +22,7 @@ from django.db.models import (
     Q,
     QuerySet,
 )
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import RawSQL, Window
 from django.utils import timezone
 
 from .cache import ATTENDANCE, GRADES, RECORDS, school_cached, student_cached
@@ -35,6 +36,7 @@ from .models import (
     Section,
     Student,
     StudentGuardian,
+    StudentMove,
     Term,
 )
 from .tenancy import SchoolAccess
@@ -295,6 +297,28 @@ def student_list(
     return student_search(qs, search, school_id=access.school.pk)
 
 
+def page_with_total(qs: QuerySet[Student], per_page: int, number: Any) -> Page:
+    """The page `number` of `qs` (the first for a bad number, the last for one past the end,
+    as `Paginator.get_page`), with the total number of rows read by the page's own query
+    (`COUNT(*) OVER ()`) instead of a second one: a search's matching is then done once.
+
+    Only on PostgreSQL, for a query without DISTINCT (the window counts before DISTINCT
+    removes duplicates); elsewhere, Django's paginator and its COUNT."""
+    paginator = Paginator(qs, per_page)
+    if connection.vendor != "postgresql" or qs.query.distinct:
+        return paginator.get_page(number)
+    try:
+        wanted = max(int(number), 1)
+    except (TypeError, ValueError):
+        wanted = 1
+    start = (wanted - 1) * per_page
+    rows = list(qs.annotate(page_total=Window(Count("*")))[start : start + per_page])
+    if not rows and wanted > 1:  # past the end: Django's own way to the last page
+        return paginator.get_page(wanted)
+    paginator.count = rows[0].page_total if rows else 0  # type: ignore[attr-defined,misc]
+    return Page(rows, wanted, paginator)
+
+
 # ---------------------------------------------------------------------------------------------
 # Student profile
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +332,11 @@ class StudentProfile:
     recent_attendance: list[AttendanceRecord]
     grades_by_term: list[tuple[Term, list[Grade]]]
     terms: list[Term]
+    # Whether the student came from another school of the district (their earlier records
+    # are read on each visit, uncached: they belong to that school).
+    transferred_in: bool = False
+    # When these figures were read: the page caches its HTML under it (a new read, new HTML).
+    computed_at: datetime.datetime = field(default_factory=timezone.now)
 
 
 def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProfile:
@@ -389,6 +418,7 @@ def _student_profile(*, school: School, student_id: int, today: datetime.date) -
         recent_attendance=recent,
         grades_by_term=list(by_term.values()),
         terms=terms,
+        transferred_in=StudentMove.objects.filter(new_record=student).exists(),
     )
 
 
@@ -481,6 +511,16 @@ def section_list(*, access: SchoolAccess) -> QuerySet[Section]:
                 "enrollments", filter=Q(enrollments__ended_on__isnull=True), distinct=True
             )
         )
+        .order_by("grade_level__order", "name")
+    )
+
+
+def section_choices(*, access: SchoolAccess) -> QuerySet[Section]:
+    """The classes of `section_list` for a filter's drop-down: no head counts to compute."""
+    return (
+        access.sections()
+        .filter(academic_year__is_current=True)
+        .select_related("academic_year")
         .order_by("grade_level__order", "name")
     )
 

@@ -17,7 +17,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -100,7 +99,7 @@ def student_list(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
     form = StudentFilterForm(
         request.GET or None,
         grade_levels=GradeLevel.objects.for_school(access.school),
-        sections=selectors.section_list(access=access),
+        sections=selectors.section_choices(access=access),
     )
     filters: dict[str, Any] = {"status": Student.Status.ACTIVE}
     if form.is_bound and form.is_valid():
@@ -112,7 +111,7 @@ def student_list(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
             "status": data["status"] or None,
         }
     students = selectors.student_list(access=access, **filters)
-    page = Paginator(students, settings.STUDENTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = selectors.page_with_total(students, settings.STUDENTS_PER_PAGE, request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -134,10 +133,14 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
         return render(request, "404.html", status=404)
     # FERPA: a school must be able to say who has seen a child's record.
     audit_record(actor=request.user, action="view", target=profile.student)
-    earlier = [
-        selectors.student_record_summary(student=record)
-        for record in moves.earlier_records(student=profile.student, on=timezone.localdate())
-    ]
+    earlier = (
+        [
+            selectors.student_record_summary(student=record)
+            for record in moves.earlier_records(student=profile.student, on=timezone.localdate())
+        ]
+        if profile.transferred_in
+        else []
+    )
     return render(request, "students/student_detail.html", {"profile": profile, "earlier": earlier})
 
 

@@ -267,8 +267,10 @@ def test_a_register_rebuilds_its_childrens_pages_only(
     assert not any(_reads_attendance(client, url) for url in pages[outsider])
     # And what was rebuilt shows the register.
     assert "0.0%" in _pdf_text(_card(client, world, pupil))
-    profile = client.get(reverse("students:student_detail", args=[pupil.pk])).context["profile"]
-    assert profile.attendance_counts["absent"] == 1
+    page = client.get(reverse("students:student_detail", args=[pupil.pk]))
+    assert page.context["profile"].attendance_counts["absent"] == 1
+    # The page's cached HTML went with the figures.
+    assert b'<span class="pill absent">Absent</span> 1</li>' in page.content
 
 
 def test_marks_rebuild_the_marked_childrens_pages_only(
