@@ -1012,17 +1012,27 @@ def transcript_pdf(*, student: Student, cards: list[ReportCard]) -> bytes:
 # (enrolment, students' and guardians' details). Both are also cached under the day, since
 # they print today's date and count attendance up to it. The lock of
 # `school_cached` keeps a class of teachers opening the same roster from building it ten times.
-def report_card_pdf_cached(
-    *, student: Student, term: Term, today: datetime.date | None = None
-) -> bytes:
-    """The term's report card of the student as PDF bytes, from the cache when it is there."""
+def report_card_cached(
+    *, school: School, student_id: int, term_id: int, today: datetime.date | None = None
+) -> tuple[Student, Term, bytes]:
+    """The student, the term and the term's report card as PDF bytes, from the cache when it
+    is there. Raises Student.DoesNotExist or Term.DoesNotExist unless both belong to
+    `school`: only what the school may print is ever built, hence cached. (A teacher's
+    narrower scope is the caller's to check, on every request.)"""
     today = today or timezone.localdate()
+
+    def build() -> tuple[Student, Term, bytes]:
+        student = Student.objects.for_school(school).get(pk=student_id)
+        term = Term.objects.for_school(school).get(pk=term_id)
+        card = report_card_data(student=student, term=term, today=today)
+        return student, term, report_card_pdf(card)
+
     # Per student: the register of another class, or another child's marks, leaves it cached.
     return student_cached(
-        student.school_id,
-        student.pk,
-        f"report-card:{term.pk}:{today.isoformat()}",
-        lambda: report_card_pdf(report_card_data(student=student, term=term, today=today)),
+        school.pk,
+        student_id,
+        f"report-card:{term_id}:{today.isoformat()}",
+        build,
         settings.REPORTS_CACHE_TIMEOUT,
     )
 

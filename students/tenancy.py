@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import QuerySet
 
+from .cache import RECORDS, school_cached
 from .identity import identity_cached
 from .models import School, Section, StaffMember, Student
 
@@ -72,11 +74,25 @@ class SchoolAccess:
         return perm in self.permissions
 
     @cached_property
-    def taught_student_ids(self) -> list[int]:
-        """A teacher's students, read once per request (an indexed query over their classes)."""
+    def taught_student_ids(self) -> frozenset[int]:
+        """A teacher's students: an indexed query over their classes, cached under the
+        school's records version (enrolments and class teachers are records: every change
+        to them moves it on, as for the identity cache in students.identity)."""
         # A teacher always has a StaffMember row (resolve_access builds it from one).
-        taught = Student.objects.for_school(self.school).taught_by(self.staff)  # type: ignore[arg-type,attr-defined]
-        return list(taught.values_list("pk", flat=True))
+        staff = self.staff
+        assert staff is not None  # noqa: S101 - resolve_access builds a teacher from a row
+
+        def read() -> frozenset[int]:
+            taught = Student.objects.for_school(self.school).taught_by(staff)  # type: ignore[attr-defined]
+            return frozenset(taught.values_list("pk", flat=True))
+
+        return school_cached(
+            self.school.pk,
+            f"taught-by:{staff.pk}",
+            read,
+            settings.IDENTITY_CACHE_TIMEOUT,
+            topics=(RECORDS,),
+        )
 
     def students(self) -> QuerySet[Student]:
         """Students this user may see: the school's, and for a teacher only their sections'."""

@@ -148,9 +148,14 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
 def report_card(
     request: HttpRequest, access: SchoolAccess, pk: int, term_pk: int
 ) -> HttpResponseBase:
-    student = get_object_or_404(access.students(), pk=pk)
-    term = get_object_or_404(Term.objects.for_school(access.school), pk=term_pk)
-    pdf = reports.report_card_pdf_cached(student=student, term=term)
+    if access.is_teacher and pk not in access.taught_student_ids:
+        raise Http404("No such student.")
+    try:
+        student, term, pdf = reports.report_card_cached(
+            school=access.school, student_id=pk, term_id=term_pk
+        )
+    except (Student.DoesNotExist, Term.DoesNotExist) as exc:
+        raise Http404("No such report card.") from exc
     audit_record(
         actor=request.user,
         action="report_card_download",

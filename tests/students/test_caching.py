@@ -322,3 +322,24 @@ def test_a_cached_profile_is_still_out_of_a_teachers_reach(client, world) -> Non
     assert outsider.last_name.encode() not in response.content
     card = reverse("students:report_card", args=[outsider.pk, world.term.pk])
     assert client.get(card).status_code == 404
+
+
+def test_a_teachers_cached_class_list_follows_enrolment_at_once(
+    client, world, django_capture_on_commit_callbacks
+) -> None:
+    """A teacher's students are cached (students.tenancy); moving a child into or out of
+    their class shows on the very next request, both ways."""
+    from students.services import student_enrol
+
+    client.force_login(world.teacher)
+    outsider, pupil = world.outsider, world.students[0]
+    profile = lambda who: client.get(reverse("students:student_detail", args=[who.pk]))  # noqa: E731
+    assert profile(outsider).status_code == 404
+    assert profile(pupil).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        student_enrol(student=outsider, section=world.section, actor=world.admin)
+        student_enrol(student=pupil, section=world.other_section, actor=world.admin)
+    assert profile(outsider).status_code == 200
+    assert profile(pupil).status_code == 404
+    card = reverse("students:report_card", args=[pupil.pk, world.term.pk])
+    assert client.get(card).status_code == 404
