@@ -37,7 +37,6 @@ from .forms import (
 )
 from .models import (
     Assessment,
-    AttendanceRecord,
     GradeLevel,
     School,
     Student,
@@ -320,7 +319,6 @@ def attendance_take(request: HttpRequest, access: SchoolAccess, pk: int) -> Http
             "date_form": date_form,
             "date": date,
             "form": form,
-            "statuses": AttendanceRecord.Status.choices,
         },
     )
 
