@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import transaction
@@ -159,6 +159,28 @@ def school_cached(
     """
     key = f"school:{school_id}:v{school_cache_versions(school_id, topics)}:{name}"
     return _cached(key, compute, timeout)
+
+
+def school_cached_parts(
+    school_id: int, parts: list[tuple[str, Callable[[], Any], tuple[str, ...]]], timeout: int
+) -> list[Any]:
+    """Several of the school's cached values at once, each `(name, compute, topics)` as for
+    `school_cached`: two round trips in all when every part is cached (the versions of every
+    topic, then every part), not two per part. A missing part is computed as in
+    `school_cached`, stampede lock included."""
+    topics = tuple(dict.fromkeys(t for _name, _compute, part_topics in parts for t in part_topics))
+    version_keys = {t: _version_key(school_id, t) for t in topics}
+    found = cache.get_many(list(version_keys.values()))
+    versions = {t: str(found.get(k) or cache_version(k)) for t, k in version_keys.items()}
+    keys = [
+        f"school:{school_id}:v{'.'.join(versions[t] for t in part_topics)}:{name}"
+        for name, _compute, part_topics in parts
+    ]
+    hits = cache.get_many(keys)
+    return [
+        hits[key] if hits.get(key) is not None else _cached(key, compute, timeout)
+        for key, (_name, compute, _topics) in zip(keys, parts, strict=True)
+    ]
 
 
 def student_cached(

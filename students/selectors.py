@@ -25,7 +25,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL, Window
 from django.utils import timezone
 
-from .cache import ATTENDANCE, GRADES, RECORDS, school_cached, student_cached
+from .cache import ATTENDANCE, GRADES, RECORDS, school_cached_parts, student_cached
 from .models import (
     AcademicYear,
     Assessment,
@@ -173,32 +173,20 @@ def dashboard_figures_get(
     data it is built from: taking attendance recomputes the attendance figures only, and
     entering marks the class averages only."""
     today = today or timezone.localdate()
-    timeout = settings.DASHBOARD_CACHE_TIMEOUT
-    return _dashboard_figures(
-        school,
-        today,
-        school_cached(
-            school.pk,
-            "dashboard:enrolment",
-            lambda: _dashboard_enrolment(school),
-            timeout,
-            topics=(RECORDS,),
-        ),
-        school_cached(
-            school.pk,
-            f"dashboard:attendance:{today.isoformat()}",
-            lambda: _dashboard_attendance(school, today),
-            timeout,
-            topics=(RECORDS, ATTENDANCE),
-        ),
-        school_cached(
-            school.pk,
-            "dashboard:averages",
-            lambda: _dashboard_averages(school),
-            timeout,
-            topics=(RECORDS, GRADES),
-        ),
+    enrolment, attendance, averages = school_cached_parts(
+        school.pk,
+        [
+            ("dashboard:enrolment", lambda: _dashboard_enrolment(school), (RECORDS,)),
+            (
+                f"dashboard:attendance:{today.isoformat()}",
+                lambda: _dashboard_attendance(school, today),
+                (RECORDS, ATTENDANCE),
+            ),
+            ("dashboard:averages", lambda: _dashboard_averages(school), (RECORDS, GRADES)),
+        ],
+        settings.DASHBOARD_CACHE_TIMEOUT,
     )
+    return _dashboard_figures(school, today, enrolment, attendance, averages)
 
 
 # ---------------------------------------------------------------------------------------------
