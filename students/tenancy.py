@@ -12,6 +12,7 @@ from functools import cached_property
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from .cache import RECORDS, school_cached
 from .identity import identity_cached
@@ -82,13 +83,15 @@ class SchoolAccess:
         staff = self.staff
         assert staff is not None  # noqa: S101 - resolve_access builds a teacher from a row
 
+        today = timezone.localdate()  # teaching assignments start and end on given days
+
         def read() -> frozenset[int]:
-            taught = Student.objects.for_school(self.school).taught_by(staff)  # type: ignore[attr-defined]
+            taught = Student.objects.for_school(self.school).taught_by(staff, on=today)  # type: ignore[attr-defined]
             return frozenset(taught.values_list("pk", flat=True))
 
         return school_cached(
             self.school.pk,
-            f"taught-by:{staff.pk}",
+            f"taught-by:{staff.pk}:{today.isoformat()}",
             read,
             settings.IDENTITY_CACHE_TIMEOUT,
             topics=(RECORDS,),
