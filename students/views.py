@@ -286,7 +286,7 @@ def section_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
 @require_http_methods(["GET", "POST"])
 @school_view("students.add_attendancerecord")
 def attendance_take(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
-    section = get_object_or_404(access.sections(), pk=pk)
+    section = get_object_or_404(access.sections().select_related("academic_year"), pk=pk)
     date_form = AttendanceDateForm(
         request.GET if "date" in request.GET else {"date": timezone.localdate()}
     )
@@ -358,7 +358,9 @@ def grades_enter(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpRes
 
 @school_view("students.view_guardian")
 def guardian_contacts(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
-    section = get_object_or_404(access.sections().select_related("grade_level"), pk=pk)
+    section = get_object_or_404(
+        access.sections().select_related("grade_level", "academic_year"), pk=pk
+    )
     sheet = selectors.guardian_contact_sheet(section=section)
     section_disclosure_record(actor=request.user, action="view_contacts", section=section)
     return render(request, "students/guardian_contacts.html", {"section": section, "sheet": sheet})
@@ -370,7 +372,7 @@ def roster_export(
 ) -> HttpResponseBase:
     if fmt not in {"csv", "pdf"}:
         raise Http404("Rosters are exported as .csv or .pdf.")
-    section = get_object_or_404(access.sections(), pk=pk)
+    section = get_object_or_404(access.sections().select_related("academic_year"), pk=pk)
     name = f"roster-{access.school.code}-{section.name}".replace(" ", "-")
     section_disclosure_record(
         actor=request.user, action="export", section=section, changes={"what": f"roster.{fmt}"}
