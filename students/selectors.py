@@ -286,9 +286,10 @@ def student_list(
 
 
 def page_with_total(qs: QuerySet[Student], per_page: int, number: Any) -> Page:
-    """The page `number` of `qs` (the first for a bad number, the last for one past the end,
-    as `Paginator.get_page`), with the total number of rows read by the page's own query
+    """The page `number` of `qs`, with the total read by the page's own query
     (`COUNT(*) OVER ()`) instead of a second one: a search's matching is then done once.
+    Bad numbers follow `Paginator.get_page`: not a number, the first page; below 1 or past
+    the end, the last.
 
     Only on PostgreSQL, for a query without DISTINCT (the window counts before DISTINCT
     removes duplicates); elsewhere, Django's paginator and its COUNT."""
@@ -296,9 +297,11 @@ def page_with_total(qs: QuerySet[Student], per_page: int, number: Any) -> Page:
     if connection.vendor != "postgresql" or qs.query.distinct:
         return paginator.get_page(number)
     try:
-        wanted = max(int(number), 1)
+        wanted = int(number)
     except (TypeError, ValueError):
         wanted = 1
+    if not 1 <= wanted <= 100_000:  # below 1, or an OFFSET no page reaches: Django's rules
+        return paginator.get_page(number)
     start = (wanted - 1) * per_page
     rows = list(qs.annotate(page_total=Window(Count("*")))[start : start + per_page])
     if not rows and wanted > 1:  # past the end: Django's own way to the last page
@@ -416,12 +419,16 @@ def _student_profile(*, school: School, student_id: int, today: datetime.date) -
 def section_roster(*, section: Section, on: datetime.date | None = None) -> list[Student]:
     """Students enrolled in the section on the given day (today by default), by name."""
     on = on or timezone.localdate()
-    # Two semi-joins, not a join: no DISTINCT over every column of every student to sort.
-    in_section = Enrollment.objects.filter(section=section)
+    # One semi-join on enrolments that each cover the day: no DISTINCT over every column to
+    # sort, and a child who left the class and came back, or left another class for this
+    # one, is on it (a multi-valued exclude() tested any enrolment, not the same one).
+    covering = Enrollment.objects.filter(section=section, started_on__lte=on).exclude(
+        ended_on__lt=on
+    )
     return list(
-        Student.objects.filter(pk__in=in_section.filter(started_on__lte=on).values("student_id"))
-        .exclude(pk__in=in_section.filter(ended_on__lt=on).values("student_id"))
-        .order_by("last_name", "first_name", "id")
+        Student.objects.filter(pk__in=covering.values("student_id")).order_by(
+            "last_name", "first_name", "id"
+        )
     )
 
 

@@ -116,3 +116,13 @@ def test_the_filter_drop_downs_are_the_markup_django_would_write(client, world) 
             field.widget = forms.Select(choices=field.choices)
             assert parsed(ours) == parsed(str(form[name])), name
         assert world.section.name in str(form["section"])
+
+
+def test_page_numbers_out_of_range_follow_djangos_rules(client, db, settings) -> None:
+    """Below 1, or so large that no OFFSET could reach it: the last page, never an error."""
+    school = build_school("Numbers", students=4)
+    settings.STUDENTS_PER_PAGE = 2
+    client.force_login(school.admin)
+    for number in ("0", "-3", "99999999999999999999999"):
+        page, _ = _list(client, page=number)
+        assert page.context["page"].number == page.context["page"].paginator.num_pages == 3

@@ -249,3 +249,39 @@ def test_query_count_is_constant_as_rows_grow(client, db, name, args) -> None:
         f"{name}: {counts[0]} queries with 3 students, {counts[1]} with 43"
     )
     assert counts[1] <= 20, f"{name} uses {counts[1]} queries"
+
+
+def test_a_class_roster_on_a_day_holds_whoever_is_enrolled_that_day(world) -> None:
+    """Each enrolment is tested by itself: a child who came from another class, or who left
+    the class and came back, is on its sheets; one who left is not. (A multi-valued
+    exclude() once dropped the first two: any ended enrolment counted.)"""
+    import datetime
+
+    from students.models import Enrollment
+    from students.selectors import section_roster
+
+    d = datetime.date
+    came, returner, leaver = world.outsider, world.students[1], world.students[2]
+    Enrollment.objects.filter(student=came).update(ended_on=d(2026, 10, 1))
+    Enrollment.objects.create(
+        school=world.school,
+        student=came,
+        section=world.section,
+        academic_year=world.year,
+        started_on=d(2026, 10, 1),
+    )
+    Enrollment.objects.filter(student=returner).update(ended_on=d(2026, 9, 15))
+    Enrollment.objects.create(
+        school=world.school,
+        student=returner,
+        section=world.section,
+        academic_year=world.year,
+        started_on=d(2026, 10, 5),
+    )
+    Enrollment.objects.filter(student=leaver).update(ended_on=d(2026, 9, 20))
+
+    october = set(section_roster(section=world.section, on=d(2026, 10, 10)))
+    assert {came, returner} <= october and leaver not in october
+    september = set(section_roster(section=world.section, on=d(2026, 9, 16)))
+    assert leaver in september and came not in september and returner not in september
+    assert came in section_roster(section=world.other_section, on=d(2026, 9, 16))
