@@ -9,10 +9,12 @@ class StudentsConfig(AppConfig):
     verbose_name = "School records"
 
     def ready(self) -> None:
+        from .cache import school_cache_receivers_connect
         from .identity import identity_receivers_connect
         from .roles import roles_sync_after_migrate
 
         identity_receivers_connect()
+        school_cache_receivers_connect()
 
         # After every migrate (and every flush of a test database) the role groups exist
         # and carry the permissions students/roles.py gives them.

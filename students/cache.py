@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 
 T = TypeVar("T")
 _VERSION_TTL = 30 * 24 * 60 * 60
@@ -203,3 +203,46 @@ def student_cached(
     ]
     versions = _versions([*keys, _student_key(student_id)])
     return _cached(f"school:{school_id}:v{versions}:student:{student_id}:{name}", compute, timeout)
+
+
+# --- signal receivers --------------------------------------------------------------------------
+# Who teaches which class, and who is enrolled in it, decide what a teacher may see, and that
+# is cached (students.tenancy). The services bump the school on every such write; these
+# receivers make any other ORM write do it too (a shell, a data fix, a future code path), so
+# the access-control cache never depends on a writer remembering to. Until the bump runs (at
+# commit), the writing connection reads a teacher's students past the cache.
+_TEACHING_DIRTY = "_schoolhouse_teaching_dirty"  # attribute on the thread's database connection
+
+
+def teaching_cache_bypass() -> bool:
+    """True while this connection's open transaction has changed enrolments or class
+    teachers and their bump has not run yet."""
+    if not getattr(connection, _TEACHING_DIRTY, False):
+        return False
+    if connection.in_atomic_block:
+        return True
+    setattr(connection, _TEACHING_DIRTY, False)  # that transaction has ended
+    return False
+
+
+def _teaching_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if not instance.school_id:
+        return
+    if connection.in_atomic_block:
+        setattr(connection, _TEACHING_DIRTY, True)
+    school_cache_bump(instance.school_id, RECORDS)
+    # The bump has run (at commit, or when a test runs the commit callbacks): read through
+    # the cache again.
+    transaction.on_commit(lambda: setattr(connection, _TEACHING_DIRTY, False))
+
+
+def school_cache_receivers_connect() -> None:
+    from django.db.models.signals import post_delete, post_save
+
+    from .models import Enrollment, SectionTeacher
+
+    for model in (Enrollment, SectionTeacher):
+        for signal in (post_save, post_delete):
+            signal.connect(
+                _teaching_changed, sender=model, dispatch_uid=f"school_cache.{model.__name__}"
+            )

@@ -368,3 +368,26 @@ def test_cached_dashboard_figures_cost_two_cache_round_trips(world, settings, th
         if k not in {"cmdstat_info", "cmdstat_config|resetstat"}
     }
     assert ours == {"cmdstat_mget": 2}
+
+
+def test_any_orm_write_to_who_teaches_whom_moves_the_class_list_on(
+    client, world, django_capture_on_commit_callbacks
+) -> None:
+    """Not only the services: a class teacher or an enrolment saved or deleted by any code
+    (a shell, a data fix) reaches a teacher's cached class list, before commit on the
+    writing connection and after it everywhere."""
+    from students.models import SectionTeacher
+
+    client.force_login(world.teacher)
+    url = reverse("students:student_detail", args=[world.outsider.pk])
+    assert client.get(url).status_code == 404  # caches the class list
+    staff = world.section.teacher_links.first().staff
+    with django_capture_on_commit_callbacks(execute=True):
+        link = SectionTeacher.objects.create(
+            school=world.school, section=world.other_section, staff=staff
+        )
+        assert client.get(url).status_code == 200  # the writing transaction: past the cache
+    assert client.get(url).status_code == 200  # after commit: the cache, moved on
+    with django_capture_on_commit_callbacks(execute=True):
+        link.delete()
+    assert client.get(url).status_code == 404
