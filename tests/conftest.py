@@ -7,7 +7,7 @@ import datetime
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -276,3 +276,29 @@ def throwaway_redis(tmp_path) -> Iterator[str]:
     finally:  # also when it never answered: no redis-server outlives its test
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def cache_commands(settings, throwaway_redis) -> Callable[[], dict[str, int]]:
+    """Django's cache on a Redis server of this test's own (the shared one serves other
+    workers), and a counter of the commands it has received: each call answers the counts
+    since the previous call, by command (`{"mget": 1}`)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": throwaway_redis,
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        }
+    }
+    server = redis.Redis.from_url(throwaway_redis)
+
+    def since_last() -> dict[str, int]:
+        stats = server.info("commandstats")
+        server.config_resetstat()
+        return {
+            name.removeprefix("cmdstat_"): value["calls"]
+            for name, value in stats.items()
+            if name not in {"cmdstat_info", "cmdstat_config|resetstat"}
+        }
+
+    return since_last
