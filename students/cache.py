@@ -77,10 +77,19 @@ def cache_version_bump(key: str) -> None:
         cache.set(key, time.time_ns(), _VERSION_TTL)
 
 
+def _version_values(keys: list[str]) -> dict[str, str]:
+    """The current values of the counters `keys` (one round trip; a missing one is started)."""
+    found = cache.get_many(keys)
+    return {key: str(found.get(key) or cache_version(key)) for key in keys}
+
+
 def _versions(keys: list[str]) -> str:
     """The current values of the counters `keys`, as one key fragment (one round trip)."""
-    found = cache.get_many(keys)
-    return ".".join(str(found.get(key) or cache_version(key)) for key in keys)
+    return ".".join(_version_values(keys).values())
+
+
+def _school_key(school_id: int, versions: str, name: str) -> str:
+    return f"school:{school_id}:v{versions}:{name}"
 
 
 def school_cache_versions(school_id: int, topics: tuple[str, ...] = TOPICS) -> str:
@@ -157,8 +166,9 @@ def school_cached(
     computes; the others wait briefly for its result and compute themselves only if it does
     not come (so a slow or dead holder never blocks a page).
     """
-    key = f"school:{school_id}:v{school_cache_versions(school_id, topics)}:{name}"
-    return _cached(key, compute, timeout)
+    return _cached(
+        _school_key(school_id, school_cache_versions(school_id, topics), name), compute, timeout
+    )
 
 
 def school_cached_parts(
@@ -168,12 +178,12 @@ def school_cached_parts(
     `school_cached`: two round trips in all when every part is cached (the versions of every
     topic, then every part), not two per part. A missing part is computed as in
     `school_cached`, stampede lock included."""
-    topics = tuple(dict.fromkeys(t for _name, _compute, part_topics in parts for t in part_topics))
-    version_keys = {t: _version_key(school_id, t) for t in topics}
-    found = cache.get_many(list(version_keys.values()))
-    versions = {t: str(found.get(k) or cache_version(k)) for t, k in version_keys.items()}
+    topics = dict.fromkeys(t for _name, _compute, part_topics in parts for t in part_topics)
+    values = _version_values([_version_key(school_id, t) for t in topics])
     keys = [
-        f"school:{school_id}:v{'.'.join(versions[t] for t in part_topics)}:{name}"
+        _school_key(
+            school_id, ".".join(values[_version_key(school_id, t)] for t in part_topics), name
+        )
         for name, _compute, part_topics in parts
     ]
     hits = cache.get_many(keys)
@@ -202,7 +212,9 @@ def student_cached(
         for t in topics
     ]
     versions = _versions([*keys, _student_key(student_id)])
-    return _cached(f"school:{school_id}:v{versions}:student:{student_id}:{name}", compute, timeout)
+    return _cached(
+        _school_key(school_id, versions, f"student:{student_id}:{name}"), compute, timeout
+    )
 
 
 # --- signal receivers --------------------------------------------------------------------------

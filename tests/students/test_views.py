@@ -262,22 +262,19 @@ def test_a_class_roster_on_a_day_holds_whoever_is_enrolled_that_day(world) -> No
 
     d = datetime.date
     came, returner, leaver = world.outsider, world.students[1], world.students[2]
-    Enrollment.objects.filter(student=came).update(ended_on=d(2026, 10, 1))
-    Enrollment.objects.create(
-        school=world.school,
-        student=came,
-        section=world.section,
-        academic_year=world.year,
-        started_on=d(2026, 10, 1),
-    )
-    Enrollment.objects.filter(student=returner).update(ended_on=d(2026, 9, 15))
-    Enrollment.objects.create(
-        school=world.school,
-        student=returner,
-        section=world.section,
-        academic_year=world.year,
-        started_on=d(2026, 10, 5),
-    )
+
+    def moved_in(student, *, left_on: datetime.date, joined_on: datetime.date) -> None:
+        Enrollment.objects.filter(student=student).update(ended_on=left_on)
+        Enrollment.objects.create(
+            school=world.school,
+            student=student,
+            section=world.section,
+            academic_year=world.year,
+            started_on=joined_on,
+        )
+
+    moved_in(came, left_on=d(2026, 10, 1), joined_on=d(2026, 10, 1))
+    moved_in(returner, left_on=d(2026, 9, 15), joined_on=d(2026, 10, 5))
     Enrollment.objects.filter(student=leaver).update(ended_on=d(2026, 9, 20))
 
     october = set(section_roster(section=world.section, on=d(2026, 10, 10)))
