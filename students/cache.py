@@ -51,8 +51,21 @@ def _every_student_key(school_id: int, topic: str) -> str:
     return f"school:{school_id}:{topic}:every-student:version"
 
 
-def _student_key(student_id: int) -> str:
-    return f"student:{student_id}:version"
+def _student_key(student_id: int, topic: str) -> str:
+    return f"student:{student_id}:{topic}:version"
+
+
+def _topic_keys(school_id: int, topics: tuple[str, ...], student_id: int | None) -> list[str]:
+    """The version counters an entry built from `topics` embeds: the school's, or for one
+    student's entry, that student's own and the school's every-student ones for attendance
+    and grades."""
+    keys: list[str] = []
+    for topic in topics:
+        if student_id is not None and topic in PER_STUDENT:
+            keys += [_every_student_key(school_id, topic), _student_key(student_id, topic)]
+        else:
+            keys.append(_version_key(school_id, topic))
+    return keys
 
 
 def cache_version(key: str) -> int:
@@ -115,7 +128,7 @@ def school_cache_bump(school_id: int, *topics: str, students: Iterable[int] | No
     if students is None:
         keys += [_every_student_key(school_id, t) for t in topics if t in PER_STUDENT]
     else:
-        student_keys = [_student_key(pk) for pk in sorted(set(students))]
+        student_keys = [_student_key(pk, t) for pk in sorted(set(students)) for t in topics]
 
     def bump() -> None:
         for key in keys:
@@ -178,13 +191,21 @@ def school_cached_parts(
     `school_cached`: two round trips in all when every part is cached (the versions of every
     topic, then every part), not two per part. A missing part is computed as in
     `school_cached`, stampede lock included."""
-    topics = dict.fromkeys(t for _name, _compute, part_topics in parts for t in part_topics)
-    values = _version_values([_version_key(school_id, t) for t in topics])
+    return _cached_parts(school_id, None, parts, timeout)
+
+
+def _cached_parts(
+    school_id: int,
+    student_id: int | None,
+    parts: list[tuple[str, Callable[[], Any], tuple[str, ...]]],
+    timeout: int,
+) -> list[Any]:
+    part_keys = [_topic_keys(school_id, topics, student_id) for _name, _compute, topics in parts]
+    values = _version_values(list(dict.fromkeys(k for keys in part_keys for k in keys)))
+    prefix = "" if student_id is None else f"student:{student_id}:"
     keys = [
-        _school_key(
-            school_id, ".".join(values[_version_key(school_id, t)] for t in part_topics), name
-        )
-        for name, _compute, part_topics in parts
+        _school_key(school_id, ".".join(values[k] for k in version_keys), f"{prefix}{name}")
+        for version_keys, (name, _compute, _topics) in zip(part_keys, parts, strict=True)
     ]
     hits = cache.get_many(keys)
     return [
@@ -203,18 +224,27 @@ def student_cached(
     topics: tuple[str, ...] = TOPICS,
 ) -> T:
     """`compute()`, built from one student's data of `topics` in the school, cached under
-    that student's version and the school's versions that every student's entry embeds: a
-    register or a set of marks taken for other children leaves it cached.
+    that student's versions and the school's versions that every student's entry embeds: a
+    register or a set of marks taken for other children leaves it cached, and so does a
+    register taken for this child when `topics` leaves out attendance.
 
     Records (names, enrolment, terms, staff) stay school-wide: any such write moves it on."""
-    keys = [
-        _version_key(school_id, t) if t not in PER_STUDENT else _every_student_key(school_id, t)
-        for t in topics
-    ]
-    versions = _versions([*keys, _student_key(student_id)])
+    versions = _versions(_topic_keys(school_id, topics, student_id))
     return _cached(
         _school_key(school_id, versions, f"student:{student_id}:{name}"), compute, timeout
     )
+
+
+def student_cached_parts(
+    school_id: int,
+    student_id: int,
+    parts: list[tuple[str, Callable[[], Any], tuple[str, ...]]],
+    timeout: int,
+) -> list[Any]:
+    """Several of one student's cached values, each `(name, compute, topics)` as for
+    `student_cached`, in two round trips when all are cached: a page whose parts are built
+    from different topics recomputes only the parts a write changed."""
+    return _cached_parts(school_id, student_id, parts, timeout)
 
 
 # --- signal receivers --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL, Window
 from django.utils import timezone
 
-from .cache import ATTENDANCE, GRADES, RECORDS, school_cached_parts, student_cached
+from .cache import ATTENDANCE, GRADES, RECORDS, school_cached_parts, student_cached_parts
 from .models import (
     AcademicYear,
     Assessment,
@@ -314,25 +314,56 @@ def page_with_total(qs: QuerySet[Student], per_page: int, number: Any) -> Page:
 # Student profile
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class StudentProfile:
+class ProfileRecords:
+    """What the profile prints from the school's records."""
+
     student: Student
     guardian_links: list[StudentGuardian]
     enrollments: list[Enrollment]
-    attendance_counts: dict[str, int]
-    attendance_rate: float | None
-    recent_attendance: list[AttendanceRecord]
-    grades_by_term: list[tuple[Term, list[Grade]]]
     terms: list[Term]
     # Whether the student came from another school of the district (their earlier records
     # are read on each visit, uncached: they belong to that school).
-    transferred_in: bool = False
-    # When these figures were read: the page caches its HTML under it (a new read, new HTML).
+    transferred_in: bool
     computed_at: datetime.datetime = field(default_factory=timezone.now)
 
 
+@dataclass
+class ProfileAttendance:
+    counts: dict[str, int]
+    rate: float | None
+    recent: list[AttendanceRecord]
+    computed_at: datetime.datetime = field(default_factory=timezone.now)
+
+
+@dataclass
+class ProfileGrades:
+    by_term: list[tuple[Term, list[Grade]]]
+    computed_at: datetime.datetime = field(default_factory=timezone.now)
+
+
+@dataclass
+class StudentProfile:
+    """The profile page's three parts, each cached on its own (see `student_profile_get`).
+    Each part's `computed_at` keys its HTML in the template: new figures, new HTML."""
+
+    records: ProfileRecords
+    attendance: ProfileAttendance
+    grades: ProfileGrades
+
+    @property
+    def student(self) -> Student:
+        return self.records.student
+
+    @property
+    def transferred_in(self) -> bool:
+        return self.records.transferred_in
+
+
 def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProfile:
-    """Everything the profile page shows, in a fixed number of queries; from the cache, under
-    the school's records and the student's own attendance and grades (students.cache).
+    """Everything the profile page shows, in a fixed number of queries; from the cache, per
+    student, in three parts by what they are built from (students.cache): a register taken
+    for the child recomputes only the attendance part, marks only the grades part, and a
+    change to the school's records all three.
 
     Raises Student.DoesNotExist for a student the user may not see, so the view answers 404
     without telling whether the id exists at another school. The scope is checked on every
@@ -340,18 +371,37 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
     """
     if access.is_teacher and student_id not in access.taught_student_ids:
         raise Student.DoesNotExist
-    today = timezone.localdate()
-    return student_cached(
-        access.school.pk,
+    school, today = access.school, timezone.localdate()
+    # The year's figures and the terms begun, as of today.
+    day = today.isoformat()
+    records, attendance, grades = student_cached_parts(
+        school.pk,
         student_id,
-        f"profile:{today.isoformat()}",  # the year's figures and the terms begun, as of today
-        lambda: _student_profile(school=access.school, student_id=student_id, today=today),
+        [
+            (
+                f"profile-records:{day}",
+                lambda: _profile_records(school=school, student_id=student_id, today=today),
+                (RECORDS,),
+            ),
+            (
+                f"profile-attendance:{day}",
+                lambda: _profile_attendance(school=school, student_id=student_id),
+                (RECORDS, ATTENDANCE),
+            ),
+            (
+                "profile-grades",
+                lambda: _profile_grades(school=school, student_id=student_id),
+                (RECORDS, GRADES),
+            ),
+        ],
         settings.PROFILE_CACHE_TIMEOUT,
     )
+    return StudentProfile(records=records, attendance=attendance, grades=grades)
 
 
-def _student_profile(*, school: School, student_id: int, today: datetime.date) -> StudentProfile:
-    """The profile of a student of `school`, straight from the database."""
+def _profile_records(*, school: School, student_id: int, today: datetime.date) -> ProfileRecords:
+    """The student of `school` with guardians, enrolments and the terms begun (raises
+    Student.DoesNotExist for any other id)."""
     student = (
         Student.objects.for_school(school)
         .select_related("grade_level", "school")
@@ -371,8 +421,26 @@ def _student_profile(*, school: School, student_id: int, today: datetime.date) -
         )
         .get(pk=student_id)
     )
+    # Report cards exist for terms that have begun.
+    terms = list(
+        Term.objects.for_school(school).filter(
+            academic_year__is_current=True, starts_on__lte=today
+        )
+    )
+    return ProfileRecords(
+        student=student,
+        guardian_links=student.links,  # type: ignore[attr-defined]
+        enrollments=student.enrollment_list,  # type: ignore[attr-defined]
+        terms=terms,
+        transferred_in=StudentMove.objects.filter(new_record=student).exists(),
+    )
+
+
+def _profile_attendance(*, school: School, student_id: int) -> ProfileAttendance:
+    """The student's attendance this school year: counts by status and the latest ten
+    records other than present. The student must be of `school` (checked by the caller)."""
+    attendance = AttendanceRecord.objects.filter(student_id=student_id, school=school)
     year = AcademicYear.objects.for_school(school).filter(is_current=True).first()
-    attendance = AttendanceRecord.objects.filter(student=student)
     if year:
         attendance = attendance.filter(date__gte=year.starts_on, date__lte=year.ends_on)
     counts = {status: 0 for status in AttendanceRecord.Status.values}
@@ -385,32 +453,21 @@ def _student_profile(*, school: School, student_id: int, today: datetime.date) -
         .select_related("section")
         .order_by("-date")[:10]
     )
-    grades = list(
-        Grade.objects.filter(student=student)
-        .select_related("assessment__subject", "assessment__term")
-        .order_by("assessment__term__starts_on", "assessment__subject__name", "assessment__due_on")
+    return ProfileAttendance(counts=counts, rate=_rate(present, total), recent=recent)
+
+
+def _profile_grades(*, school: School, student_id: int) -> ProfileGrades:
+    """The student's grades by term, in term, subject and due-date order."""
+    grades = Grade.objects.filter(student_id=student_id, school=school).select_related(
+        "assessment__subject", "assessment__term"
     )
     by_term: dict[int, tuple[Term, list[Grade]]] = {}
-    for grade in grades:
+    for grade in grades.order_by(
+        "assessment__term__starts_on", "assessment__subject__name", "assessment__due_on"
+    ):
         term = grade.assessment.term
         by_term.setdefault(term.pk, (term, []))[1].append(grade)
-    # Report cards exist for terms that have begun.
-    terms = (
-        list(Term.objects.for_school(school).filter(academic_year=year, starts_on__lte=today))
-        if year
-        else []
-    )
-    return StudentProfile(
-        student=student,
-        guardian_links=student.links,  # type: ignore[attr-defined,arg-type]
-        enrollments=student.enrollment_list,  # type: ignore[attr-defined,arg-type]
-        attendance_counts=counts,
-        attendance_rate=_rate(present, total),
-        recent_attendance=recent,
-        grades_by_term=list(by_term.values()),
-        terms=terms,
-        transferred_in=StudentMove.objects.filter(new_record=student).exists(),
-    )
+    return ProfileGrades(by_term=list(by_term.values()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,11 +32,12 @@ STUDENTS_PER_SCHOOL = 2000
 # only matters to someone who wants to look at the benchmark data in a browser.
 DEMO_PASSWORD = "bench-load-demo-password"  # noqa: S105 - benchmark data on loopback only
 
-# Gunicorn on 2 cores (see BENCHMARKS.md "## Load"): 3 gthread workers x 4 threads. Three
-# processes, not the usual 2 x cores + 1 = 5, because locust and PostgreSQL need the same two
-# cores; threads cover the waits on PostgreSQL and Redis without another process' memory.
-WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "3"))
-THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "4"))
+# Gunicorn as docker/gunicorn.conf.py runs it in production: 2 x cores + 1 workers of one
+# thread each (see BENCHMARKS.md "## Load"). More threads a worker serve the same requests/s
+# but share its GIL: a thread back from PostgreSQL or Redis waits for the GIL behind threads
+# busy in Python (up to 5 ms a switch), once per query, and p95 at 500 users was 2-6x worse.
+WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", str(2 * len(os.sched_getaffinity(0)) + 1)))
+THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "1"))
 
 
 def say(message: str) -> None:

@@ -235,12 +235,24 @@ def _card(client, world, student) -> bytes:
     return b"".join(client.get(url).streaming_content)
 
 
-def _reads_attendance(client, url: str) -> bool:
+def _tables_read(client, url: str) -> set[str]:
+    """Which of the student, attendance and grade tables a request of `url` reads."""
     with CaptureQueriesContext(connection) as seen:
         response = client.get(url)
         b"".join(response.streaming_content) if response.streaming else response.content
     assert response.status_code == 200
-    return any("students_attendancerecord" in q["sql"] for q in seen.captured_queries)
+    tables = {"students_student": "student", "students_attendancerecord": "attendance"}
+    tables["students_grade"] = "grades"
+    return {
+        name
+        for table, name in tables.items()
+        for q in seen.captured_queries
+        if f'FROM "{table}"' in q["sql"]
+    }
+
+
+def _reads_attendance(client, url: str) -> bool:
+    return "attendance" in _tables_read(client, url)
 
 
 def test_a_register_rebuilds_its_childrens_pages_only(
@@ -263,12 +275,15 @@ def test_a_register_rebuilds_its_childrens_pages_only(
     _submit_attendance(
         client, world, _attendance_day(world, today), "absent", django_capture_on_commit_callbacks
     )
-    assert all(_reads_attendance(client, url) for url in pages[pupil])
+    card, profile = pages[pupil]
+    assert _reads_attendance(client, card)
+    # Of the profile, only the part built from attendance: not the child, nor their marks.
+    assert _tables_read(client, profile) == {"attendance"}
     assert not any(_reads_attendance(client, url) for url in pages[outsider])
     # And what was rebuilt shows the register.
     assert "0.0%" in _pdf_text(_card(client, world, pupil))
     page = client.get(reverse("students:student_detail", args=[pupil.pk]))
-    assert page.context["profile"].attendance_counts["absent"] == 1
+    assert page.context["profile"].attendance.counts["absent"] == 1
     # The page's cached HTML went with the figures.
     assert b'<span class="pill absent">Absent</span> 1</li>' in page.content
 
@@ -285,8 +300,11 @@ def test_marks_rebuild_the_marked_childrens_pages_only(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(grades_url, {f"score_{marked.pk}": "7", f"comment_{marked.pk}": ""})
     assert response.status_code == 302, response.content[-2000:]
-    profile = client.get(urls[marked]).context["profile"]
-    assert [g.score for _term, grades in profile.grades_by_term for g in grades] == [7]
+    assert _tables_read(client, urls[marked]) == {"grades"}  # the profile's grades part only
+    page = client.get(urls[marked])
+    profile = page.context["profile"]
+    assert [g.score for _term, grades in profile.grades.by_term for g in grades] == [7]
+    assert b'<td class="num">7 / ' in page.content  # its HTML went with the figures
     with CaptureQueriesContext(connection) as seen:
         client.get(urls[unmarked])
     assert not [q for q in seen.captured_queries if 'FROM "students_grade"' in q["sql"]]
@@ -295,16 +313,28 @@ def test_marks_rebuild_the_marked_childrens_pages_only(
 def test_a_write_naming_no_students_rebuilds_every_childs_pages(
     client, world, django_capture_on_commit_callbacks
 ) -> None:
-    """The admin, an import or a rollover say nothing of which children they touched."""
+    """The admin, an import or a rollover say nothing of which children they touched. The
+    profile is cached in parts: a write rebuilds the parts built from what it changed."""
     client.force_login(world.registrar)
     url = reverse("students:student_detail", args=[world.outsider.pk])
-    assert _reads_attendance(client, url)
-    assert not _reads_attendance(client, url)
-    for topic in (ATTENDANCE, GRADES, RECORDS):
+    assert _tables_read(client, url) == {"student", "attendance", "grades"}
+    assert _tables_read(client, url) == set()
+    rebuilt = {
+        ATTENDANCE: {"attendance"},
+        GRADES: {"grades"},
+        RECORDS: {"student", "attendance", "grades"},  # class names, terms: in every part
+    }
+    for topic, tables in rebuilt.items():
         with django_capture_on_commit_callbacks(execute=True):
             school_cache_bump(world.school.pk, topic)
-        assert _reads_attendance(client, url), topic
-        assert not _reads_attendance(client, url), topic
+        assert _tables_read(client, url) == tables, topic
+        assert _tables_read(client, url) == set(), topic
+    card = reverse("students:report_card", args=[world.outsider.pk, world.term.pk])
+    for topic in (ATTENDANCE, GRADES, RECORDS):  # the report card prints all of them
+        _tables_read(client, card)
+        with django_capture_on_commit_callbacks(execute=True):
+            school_cache_bump(world.school.pk, topic)
+        assert _reads_attendance(client, card), topic
     with pytest.raises(ValueError, match="only attendance and grades"):
         school_cache_bump(world.school.pk, RECORDS, students=[world.students[0].pk])
 

@@ -189,9 +189,9 @@ def test_student_profile_shows_the_record_and_is_audited(client, world) -> None:
     page = client.get(reverse("students:student_detail", args=[a.pk]))
     assert page.status_code == 200
     profile = page.context["profile"]
-    assert len(profile.guardian_links) == 1
-    assert profile.enrollments[0].section == world.section
-    assert profile.grades_by_term[0][1][0].percent == Decimal("75.0")
+    assert len(profile.records.guardian_links) == 1
+    assert profile.records.enrollments[0].section == world.section
+    assert profile.grades.by_term[0][1][0].percent == Decimal("75.0")
     event = AuditEvent.objects.get(action="view")
     assert event.student_id == a.pk and event.actor == world.registrar
 
