@@ -423,9 +423,7 @@ def _profile_records(*, school: School, student_id: int, today: datetime.date) -
     )
     # Report cards exist for terms that have begun.
     terms = list(
-        Term.objects.for_school(school).filter(
-            academic_year__is_current=True, starts_on__lte=today
-        )
+        Term.objects.for_school(school).filter(academic_year__is_current=True, starts_on__lte=today)
     )
     return ProfileRecords(
         student=student,
