@@ -16,18 +16,24 @@ import os
 import random
 import re
 import threading
+import time
 import uuid
 from http.cookiejar import Cookie
 from typing import Any
 from urllib.parse import urlencode
 
-from locust import FastHttpUser, between, constant, task
+import gevent
+from locust import FastHttpUser, between, constant, events, task
+from locust.env import Environment
 
 PLAN: list[dict[str, Any]] = json.loads(open(os.environ["BENCH_PLAN"]).read())  # noqa: SIM115
 _next = itertools.count()
 _lock = threading.Lock()
 THINK_MIN = float(os.environ.get("BENCH_THINK_MIN", "2"))
 THINK_MAX = float(os.environ.get("BENCH_THINK_MAX", "10"))
+# Seconds after the last user has started before the statistics start (BENCH_WARMUP): the
+# first visits of 500 users fill every cache at once, which a school's day does not do.
+WARMUP = float(os.environ.get("BENCH_WARMUP", "0"))
 SEARCH_TERMS = ["smith", "garcia", "maya", "nguyen", "ali", "kim", "sofia", "lee", "patel", "o"]
 CSRF_RE = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 ERRORS_RE = re.compile(rb'class="error" role="alert">(.*?)</', re.S)
@@ -79,6 +85,37 @@ def _multipart(fields: dict[str, str], file_field: str, filename: str, content: 
     )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+# Every response's time, kept for the report's second window (from the end of the ramp-up,
+# warm-up included): BENCH_SAMPLES names the file, written when locust quits.
+SAMPLES = os.environ.get("BENCH_SAMPLES", "")
+_samples: list[str] = []
+
+
+@events.init.add_listener
+def _warm_up_then_measure(environment: Environment, **_kwargs: Any) -> None:
+    def spawned(**_kw: Any) -> None:
+        _samples.append(f"spawned,{time.time():.3f},")
+        if WARMUP > 0:
+            gevent.spawn_later(WARMUP, environment.stats.reset_all)
+
+    environment.events.spawning_complete.add_listener(spawned)
+
+
+@events.request.add_listener
+def _sample(response_time: float, exception: BaseException | None, **_kwargs: Any) -> None:
+    if SAMPLES:
+        _samples.append(
+            f"{'ok' if exception is None else 'error'},{time.time():.3f},{response_time:.1f}"
+        )
+
+
+@events.quitting.add_listener
+def _samples_write(**_kwargs: Any) -> None:
+    if SAMPLES:
+        with open(SAMPLES, "w") as fh:
+            fh.write("\n".join(_samples) + "\n")
 
 
 class StaffMember(FastHttpUser):

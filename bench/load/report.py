@@ -17,6 +17,15 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _from_ramp(window: dict[str, Any]) -> str:
+    if not window:
+        return ""
+    return (
+        f" From the end of the ramp-up, warm-up included ({window['requests']} requests): "
+        f"p95 {_ms(window['p95'])} ms, {window['errors']} errors."
+    )
+
+
 def load_markdown(s: dict[str, Any]) -> str:
     m = s["machine"]
     total = next(r for r in s["scenario"] if r["name"] == "Aggregated")
@@ -29,8 +38,9 @@ def load_markdown(s: dict[str, Any]) -> str:
         "locust (one process) on the same two cores.",
         "",
         f"**Staff scenario**: {s['users']} users, think time 2-10 s, {s['duration']} measured "
-        f"after the ramp-up: **{total['rps']:.1f} requests/s, p95 {_ms(total['p95'])} ms, "
-        f"{total['failures']} errors**.",
+        f"after the ramp-up and {s.get('warmup', 0):.0f} s of warm-up: "
+        f"**{total['rps']:.1f} requests/s, p95 {_ms(total['p95'])} ms, "
+        f"{total['failures']} errors**." + _from_ramp(s.get("from_ramp") or {}),
         "",
         "| route | requests | req/s | p50 ms | p95 ms | p99 ms | errors | DB queries/req |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -78,10 +78,37 @@ def queries_between(before: str, after: str) -> dict[str, float]:
 @dataclass
 class LocustResult:
     rows: list[dict[str, Any]] = field(default_factory=list)  # per name, plus "Aggregated"
+    samples: Path | None = None  # every response: "ok|error,end time,ms"; "spawned,time,"
 
     @property
     def total(self) -> dict[str, Any]:
         return next(r for r in self.rows if r["name"] == "Aggregated")
+
+    def window(self, *, after_spawn: float = 0.0) -> dict[str, Any]:
+        """Requests, errors, requests/s and p95 of the responses that ended from
+        `after_spawn` seconds after the last user started to the end of the run."""
+        if self.samples is None or not self.samples.exists():
+            return {}
+        spawned, rows = None, []
+        for line in self.samples.read_text().splitlines():
+            kind, at, ms = line.split(",")
+            if kind == "spawned":
+                spawned = float(at)
+            else:
+                rows.append((float(at), float(ms), kind == "error"))
+        if spawned is None:
+            return {}
+        kept = sorted(ms for at, ms, _error in rows if at >= spawned + after_spawn)
+        if not kept:
+            return {}
+        last = max(at for at, _ms, _error in rows)
+        return {
+            "requests": len(kept),
+            "errors": sum(1 for at, _ms, error in rows if error and at >= spawned + after_spawn),
+            "rps": round(len(kept) / max(last - spawned - after_spawn, 1.0), 1),
+            "p50": kept[len(kept) // 2],
+            "p95": kept[min(len(kept) - 1, int(len(kept) * 0.95))],
+        }
 
 
 def run_locust(
@@ -93,12 +120,15 @@ def run_locust(
     duration: str,
     csv_prefix: Path,
     think: tuple[float, float] = (2.0, 10.0),
+    warmup: float = 0.0,
 ) -> LocustResult:
     env = {
         **os.environ,
         "BENCH_PLAN": str(plan),
         "BENCH_THINK_MIN": str(think[0]),
         "BENCH_THINK_MAX": str(think[1]),
+        "BENCH_WARMUP": str(warmup),
+        "BENCH_SAMPLES": f"{csv_prefix}_samples.csv",
     }
     cmd = [
         str(BIN / "locust"),
@@ -124,7 +154,10 @@ def run_locust(
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     (csv_prefix.parent / f"{csv_prefix.name}.log").write_text(proc.stdout + proc.stderr)
-    return LocustResult(rows=read_stats(Path(f"{csv_prefix}_stats.csv")))
+    return LocustResult(
+        rows=read_stats(Path(f"{csv_prefix}_stats.csv")),
+        samples=Path(f"{csv_prefix}_samples.csv"),
+    )
 
 
 def _num(value: str) -> float | None:
@@ -301,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=500, help="simulated staff (500)")
     parser.add_argument("--spawn-rate", type=float, default=20, help="users started per second")
     parser.add_argument("--duration", default="3m", help="measured part of the run (3m)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60,
+        help="seconds after the ramp-up before the measured part (60); reported apart",
+    )
     parser.add_argument("--compare-rounds", type=int, default=10, help="cache on/off rounds")
     parser.add_argument(
         "--saturation-steps",
@@ -338,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in compare:
             say(f"  {row['page']}: {row['cached_ms']} ms cached, {row['uncached_ms']} ms not")
 
-        say(f"scenario: {args.users} users, think time 2-10 s, {args.duration} after ramp-up")
+        say(
+            f"scenario: {args.users} users, think time 2-10 s, {args.duration} after ramp-up "
+            f"and {args.warmup:.0f} s of warm-up"
+        )
         load_at_start = os.getloadavg()[0]
         before = cached.metrics()
         scenario = run_locust(
@@ -346,16 +388,19 @@ def main(argv: list[str] | None = None) -> int:
             plan=plan_path,
             users=args.users,
             spawn_rate=args.spawn_rate,
-            duration=_with_ramp(args.duration, args.users / args.spawn_rate),
+            duration=_with_ramp(args.duration, args.users / args.spawn_rate + args.warmup),
             csv_prefix=out / "scenario",
+            warmup=args.warmup,
         )
+        from_ramp = scenario.window()
         per_route = queries_between(before, cached.metrics())
         for row in scenario.rows:
             route = ROUTES.get(row["name"])
             row["queries"] = round(per_route[route], 1) if route in per_route else None
         say(
             f"  {scenario.total['rps']:.1f} req/s, p95 {scenario.total['p95']} ms, "
-            f"{scenario.total['failures']} errors"
+            f"{scenario.total['failures']} errors; from the end of the ramp-up: "
+            f"p95 {from_ramp.get('p95')} ms, {from_ramp.get('errors')} errors"
         )
 
         steps = [int(s) for s in args.saturation_steps.split(",") if s.strip()]
@@ -370,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             "gunicorn": {"workers": WORKERS, "threads": THREADS, "worker_class": "gthread"},
             "users": args.users,
             "duration": args.duration,
+            "warmup": args.warmup,
+            "from_ramp": from_ramp,
             "scenario": scenario.rows,
             "compare": compare,
             "saturation": sat_rows,
