@@ -32,12 +32,20 @@ def documents_visible(*, access: SchoolAccess) -> QuerySet[Document]:
 
 
 def student_documents_list(*, access: SchoolAccess, student: Student) -> list[Document]:
-    """The documents card of a student's profile (one query)."""
+    """The documents card of a student's profile (one query; none for a student the user
+    may not see). The rules of `documents_visible` for one known student: a teacher's scope
+    is their cached class list, not a subquery of their students in the query."""
+    if student.school_id != access.school.pk or (
+        access.is_teacher and student.pk not in access.taught_student_ids
+    ):
+        return []
+    qs = Document.objects.alive().for_school(access.school).filter(student=student)
+    if not access.has_perm(SENSITIVE_PERM):
+        qs = qs.filter(sensitive=False)
     return list(
-        documents_visible(access=access)
-        .filter(student=student)
-        .select_related("current_version", "current_version__uploaded_by")
-        .order_by("-updated_at", "-id")
+        qs.select_related("current_version", "current_version__uploaded_by").order_by(
+            "-updated_at", "-id"
+        )
     )
 
 

@@ -15,9 +15,11 @@ from django.db.models import (
     Avg,
     BooleanField,
     Count,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
@@ -25,7 +27,14 @@ from django.db.models import (
 from django.db.models.expressions import RawSQL, Window
 from django.utils import timezone
 
-from .cache import ATTENDANCE, GRADES, RECORDS, school_cached_parts, student_cached_parts
+from .cache import (
+    ATTENDANCE,
+    GRADES,
+    RECORDS,
+    school_cached,
+    school_cached_parts,
+    student_cached_parts,
+)
 from .models import (
     AcademicYear,
     Assessment,
@@ -385,7 +394,7 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
             ),
             (
                 f"profile-attendance:{day}",
-                lambda: _profile_attendance(school=school, student_id=student_id),
+                lambda: _profile_attendance(school=school, student_id=student_id, today=today),
                 (RECORDS, ATTENDANCE),
             ),
             (
@@ -405,6 +414,7 @@ def _profile_records(*, school: School, student_id: int, today: datetime.date) -
     student = (
         Student.objects.for_school(school)
         .select_related("grade_level", "school")
+        .annotate(moved_in=Exists(StudentMove.objects.filter(new_record=OuterRef("pk"))))
         .prefetch_related(
             Prefetch(
                 "guardian_links",
@@ -421,24 +431,52 @@ def _profile_records(*, school: School, student_id: int, today: datetime.date) -
         )
         .get(pk=student_id)
     )
-    # Report cards exist for terms that have begun.
-    terms = list(
-        Term.objects.for_school(school).filter(academic_year__is_current=True, starts_on__lte=today)
-    )
     return ProfileRecords(
         student=student,
         guardian_links=student.links,  # type: ignore[attr-defined]
         enrollments=student.enrollment_list,  # type: ignore[attr-defined]
-        terms=terms,
-        transferred_in=StudentMove.objects.filter(new_record=student).exists(),
+        terms=school_year_get(school=school, today=today).terms_begun,
+        transferred_in=student.moved_in,  # type: ignore[attr-defined]
     )
 
 
-def _profile_attendance(*, school: School, student_id: int) -> ProfileAttendance:
+@dataclass
+class SchoolYear:
+    """The school's current year, if any, and its terms begun by a day."""
+
+    year: AcademicYear | None
+    terms_begun: list[Term]
+
+
+def school_year_get(*, school: School, today: datetime.date) -> SchoolYear:
+    """The current year and its terms begun by `today`, cached for the school (every
+    student's profile prints them)."""
+
+    def read() -> SchoolYear:
+        year = AcademicYear.objects.for_school(school).filter(is_current=True).first()
+        terms = (
+            list(Term.objects.for_school(school).filter(academic_year=year, starts_on__lte=today))
+            if year
+            else []
+        )
+        return SchoolYear(year=year, terms_begun=terms)
+
+    return school_cached(
+        school.pk,
+        f"school-year:{today.isoformat()}",
+        read,
+        settings.PROFILE_CACHE_TIMEOUT,
+        topics=(RECORDS,),
+    )
+
+
+def _profile_attendance(
+    *, school: School, student_id: int, today: datetime.date
+) -> ProfileAttendance:
     """The student's attendance this school year: counts by status and the latest ten
     records other than present. The student must be of `school` (checked by the caller)."""
     attendance = AttendanceRecord.objects.filter(student_id=student_id, school=school)
-    year = AcademicYear.objects.for_school(school).filter(is_current=True).first()
+    year = school_year_get(school=school, today=today).year
     if year:
         attendance = attendance.filter(date__gte=year.starts_on, date__lte=year.ends_on)
     counts = {status: 0 for status in AttendanceRecord.Status.values}

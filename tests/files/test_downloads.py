@@ -225,6 +225,28 @@ def test_sensitive_documents_are_hidden_from_teachers(client, world) -> None:
 
 
 @pytest.mark.unit
+def test_a_profiles_documents_card_shows_only_what_the_user_may_see(world, other_world) -> None:
+    """The card's list (files.selectors.student_documents_list) checks the student itself:
+    a teacher gets nothing for a child outside their classes, nobody for another school's."""
+    from files.selectors import student_documents_list
+    from students.tenancy import resolve_access
+
+    outsider_doc = make_document(world, student=world.outsider, title="7B letter")
+    medical = make_document(world, category=Document.Category.MEDICAL, title="Allergy action plan")
+    letter = make_document(world, title="Class letter")
+    teacher = resolve_access(world.teacher, None)
+    registrar = resolve_access(world.registrar, None)
+    titles = lambda access, student: {  # noqa: E731
+        d.title for d in student_documents_list(access=access, student=student)
+    }
+    assert titles(teacher, world.students[0]) == {letter.title}  # not the medical one
+    assert titles(teacher, world.outsider) == set()
+    assert titles(registrar, world.students[0]) == {letter.title, medical.title}
+    assert titles(registrar, world.outsider) == {outsider_doc.title}
+    assert titles(registrar, other_world.students[0]) == set()
+
+
+@pytest.mark.unit
 def test_sealed_content_is_decrypted_on_the_way_out(client, world, tmp_path) -> None:
     url, document = _local_link(
         client, world, content=pdf_bytes("custody order"), category=Document.Category.CUSTODY
