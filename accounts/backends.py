@@ -1,4 +1,4 @@
-"""Django's model permissions, read from the identity cache.
+"""Django's model permissions, and the session's user, read from the identity cache.
 
 The navigation asks `perms` on every page, and `ModelBackend` answers with two queries (the
 user's own permissions and their groups') on every request. The answer changes only when an
@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
-from students.identity import identity_cached
+from students.identity import identity_cached, identity_user_get
 
 
 class CachedModelBackend(ModelBackend):
@@ -27,6 +27,12 @@ class CachedModelBackend(ModelBackend):
             # which django-axes counts.
             raise PermissionDenied
         return user
+
+    def get_user(self, user_id: Any) -> Any:
+        """The session's user from the identity cache (students.identity), not a query on
+        every request; still refused when it may not sign in (inactive)."""
+        user = identity_user_get(user_id, lambda: super(CachedModelBackend, self).get_user(user_id))
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, router, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
 
 from .cache import cache_version, cache_version_bump
@@ -74,9 +74,14 @@ def _lookup(user: Any) -> _Lookup:
     """Both version counters and both fact entries in one round trip to the cache, once per
     request (kept on the request's user object, as Django keeps its permission cache)."""
     found = getattr(user, _LOOKUP, None)
-    if found is not None:
-        return found
-    version_key, facts_key = _user_version_key(user.pk), _user_facts_key(user.pk)
+    if found is None:
+        found = _lookup_read(user.pk)
+        setattr(user, _LOOKUP, found)
+    return found
+
+
+def _lookup_read(user_id: int) -> _Lookup:
+    version_key, facts_key = _user_version_key(user_id), _user_facts_key(user_id)
     got = cache.get_many([_EVERYONE, version_key, facts_key, _SHARED])
     everyone = int(got.get(_EVERYONE) or cache_version(_EVERYONE))
     mine = int(got.get(version_key) or cache_version(version_key))
@@ -87,9 +92,7 @@ def _lookup(user: Any) -> _Lookup:
         values = tagged[1] if tagged and tuple(tagged[0]) == versions else {}
         return _Facts(key=key, versions=versions, values=dict(values))
 
-    found = _Lookup(mine=current(facts_key, (everyone, mine)), shared=current(_SHARED, (everyone,)))
-    setattr(user, _LOOKUP, found)
-    return found
+    return _Lookup(mine=current(facts_key, (everyone, mine)), shared=current(_SHARED, (everyone,)))
 
 
 def _bypass() -> bool:
@@ -115,6 +118,33 @@ def identity_cached(user: Any, name: str, compute: Callable[[], T], *, shared: b
     value = compute()
     facts.remember(name, value)
     return value
+
+
+def identity_user_get(user_id: int, load: Callable[[], Any]) -> Any:
+    """The signed-in user's row for the session (the authentication backend's `get_user`),
+    from the same cache entry as their other facts: one round trip on every request instead
+    of a query, and the facts asked for later in the request need none.
+
+    `load()` reads the row (None: no such user, or one who may not sign in; never cached).
+    Any save of the user but a sign-in's `last_login` moves the entry on, so a new password,
+    a deactivation or a new name shows on the next request; the cached `last_login` may be
+    older than the database's. The entry keeps the row's column values only, so nothing a
+    request attaches to its user object (permission caches, OTP device) is ever cached."""
+    if _bypass():
+        return load()
+    model = get_user_model()
+    columns = [f.attname for f in model._meta.concrete_fields]
+    lookup = _lookup_read(user_id)
+    row = lookup.mine.values.get("user-row")
+    if row is None:
+        user = load()
+        if user is None:
+            return None
+        lookup.mine.remember("user-row", [getattr(user, name) for name in columns])
+    else:
+        user = model.from_db(router.db_for_read(model), columns, row)
+    setattr(user, _LOOKUP, lookup)
+    return user
 
 
 def identity_invalidate(user_ids: set[int] | None) -> None:

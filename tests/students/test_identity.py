@@ -37,22 +37,66 @@ def _queries(client, url: str) -> tuple[int, list[str]]:
     return response.status_code, [q["sql"] for q in ctx.captured_queries]
 
 
-def test_a_cached_dashboard_costs_one_query_for_the_session_user(client, school) -> None:
+def test_a_cached_dashboard_costs_no_query(client, school) -> None:
+    """The session's user row comes from the identity cache with the user's other facts."""
     client.force_login(school.teacher)
     url = reverse("students:dashboard")
     client.get(url)  # fills the figures and the identity
     status, queries = _queries(client, url)
     assert status == 200
-    assert len(queries) == 1 and '"auth_user"' in queries[0], queries
+    assert queries == []
 
 
-def test_every_role_pays_only_for_its_user_row_on_a_cached_page(client, school, district_user):
+def test_every_role_pays_no_query_on_a_cached_page(client, school, district_user):
     for user in (school.admin, school.registrar, school.teacher, school.auditor, district_user):
         client.force_login(user)
         client.get(reverse("students:dashboard"))
         status, queries = _queries(client, reverse("students:dashboard"))
         assert status == 200
-        assert [q for q in queries if "otp_" not in q] == [queries[0]], (user, queries)
+        assert [q for q in queries if "otp_" not in q] == [], (user, queries)
+
+
+def _signed_in(client, user) -> bool:
+    response = client.get(reverse("students:dashboard"))
+    return response.status_code == 200 and response.wsgi_request.user.pk == user.pk
+
+
+def test_the_cached_session_user_follows_every_save_of_the_user(client, school) -> None:
+    """A deactivated account, a new password (from anywhere: another process, the admin) and
+    a new name reach the very next request; the cache never holds a user object's extras."""
+    from django.core.cache import cache
+
+    from students.identity import _user_facts_key
+
+    user = school.registrar
+    client.force_login(user)
+    assert _signed_in(client, user)
+    _versions, facts = cache.get(_user_facts_key(user.pk))
+    assert isinstance(facts["user-row"], list)  # column values: no permission or OTP caches
+    elsewhere = _fresh(user)
+    elsewhere.first_name = "Renamed"
+    elsewhere.save()
+    assert client.get(reverse("students:dashboard")).wsgi_request.user.first_name == "Renamed"
+    elsewhere.is_active = False
+    elsewhere.save()
+    assert not _signed_in(client, user)
+    elsewhere.is_active = True
+    elsewhere.save()
+    client.force_login(user)
+    assert _signed_in(client, user)
+    elsewhere = _fresh(user)
+    elsewhere.set_password("a brand new passphrase, long enough")
+    elsewhere.save()
+    assert not _signed_in(client, user)  # the session's hash no longer matches
+
+
+def test_a_deleted_user_is_signed_out(client, school) -> None:
+    user = school.auditor
+    client.force_login(user)
+    assert _signed_in(client, user)
+    user.delete()
+    response = client.get(reverse("students:dashboard"))
+    assert not response.wsgi_request.user.is_authenticated
 
 
 def test_a_deactivated_membership_loses_access_on_the_next_request(client, school) -> None:
@@ -151,6 +195,15 @@ def test_identity_costs_one_cache_round_trip_per_request(school, cache_commands)
     user.has_perm("students.view_student")
     user = _fresh(user)  # a new request's user object
     cache_commands()
+    access = resolve_access(user, None)
+    assert access.has_perm("students.view_student") and user.has_perm("students.view_student")
+    assert cache_commands() == {"mget": 1}
+    # A request's user read by the session backend brings the same round trip with it.
+    from accounts.backends import CachedModelBackend
+
+    CachedModelBackend().get_user(user.pk)  # fills the row
+    cache_commands()
+    user = CachedModelBackend().get_user(user.pk)
     access = resolve_access(user, None)
     assert access.has_perm("students.view_student") and user.has_perm("students.view_student")
     assert cache_commands() == {"mget": 1}
