@@ -37,7 +37,8 @@ class PlainSelect(forms.Select):
     def render(
         self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
     ) -> SafeString:
-        choices = list(self.choices)
+        # iter() first: list() asks a ModelChoiceIterator for its length, a COUNT query.
+        choices = list(iter(self.choices))
         if any(isinstance(label, (list, tuple)) for _value, label in choices):
             return super().render(name, value, attrs, renderer)
         chosen = set(self.format_value(value))

@@ -74,6 +74,19 @@ def test_a_search_page_and_its_total_come_from_one_query(client, db, settings) -
     assert b"No students match" in page.content
 
 
+def test_the_search_page_counts_nothing_apart(client, world) -> None:
+    """Neither the list nor the filter's drop-downs run a COUNT of their own (list() of a
+    ModelChoiceIterator asks its length, a COUNT per drop-down)."""
+    client.force_login(world.registrar)
+    client.get(reverse("students:student_list"))  # the identity and access, cached
+    with CaptureQueriesContext(connection) as ctx:
+        page = client.get(reverse("students:student_list"), {"q": "a"})
+    assert page.status_code == 200
+    counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counts) == 1 and "OVER ()" in counts[0], counts
+    assert world.section.name.encode() in page.content  # the drop-down is still filled
+
+
 def test_the_filter_drop_downs_are_the_markup_django_would_write(client, world) -> None:
     """The filter's <select>s are written in Python (PlainSelect), not through a template
     per option; what the browser gets is the same: same options, labels, selection."""
