@@ -13,9 +13,10 @@ not say what it changed bumps every topic.
 A student's own pages (the profile, report cards) are cached per student as well: they
 print that child's attendance and grades, not the school's. A write of attendance or grades
 that names its students (a class's register, an assessment's marks) moves on only those
-students' versions and the school's aggregate version (the dashboard); a write that does not
-name them also moves the school's per-student version of the topic, which every student's
-entry embeds, so nothing printed about any child can outlive it.
+students' versions of that topic and the school's aggregate version (the dashboard); a write
+that does not name them also moves the school's per-student version of the topic, which every
+student's entry embeds, so nothing printed about any child can outlive it. A student's entry
+built without attendance (the profile's grades part) stays cached through a register.
 """
 
 from __future__ import annotations
