@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -31,6 +32,30 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event. School and student are taken from the target when it has them.
     `actor_repr` names an actor who has no account here (a failed log-in's username)."""
+    event = _event(
+        actor=actor,
+        action=action,
+        target=target,
+        school_id=school_id,
+        student_id=student_id,
+        changes=changes,
+        actor_repr=actor_repr,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def _event(
+    *,
+    actor: Actor,
+    action: str,
+    target: models.Model | None,
+    school_id: int | None = None,
+    student_id: int | None = None,
+    changes: dict[str, Any] | None = None,
+    actor_repr: str | None = None,
+) -> AuditEvent:
+    """The event `audit_record` appends, not saved yet."""
     if target is not None:
         if school_id is None:
             school_id = (
@@ -54,7 +79,7 @@ def audit_record(
             )
     origin = current_origin()
     real_actor = as_user(actor)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         actor=real_actor,
         actor_repr=(
             actor_repr
@@ -86,36 +111,42 @@ def model_changes(before: dict[str, Any], after: models.Model, fields: list[str]
 
 @transaction.atomic
 def section_disclosure_record(
-    *, actor: Actor, action: str, section: models.Model, changes: dict[str, Any] | None = None
+    *,
+    actor: Actor,
+    action: str,
+    section: models.Model,
+    changes: dict[str, Any] | None = None,
+    student_ids: Iterable[int] | None = None,
 ) -> int:
     """Record a read of a whole class (contact sheet, roster export): the class's event, plus
     one per child on its current roster, so each child's "who has seen this record?" shows it.
-    Three queries however large the class, in one transaction: all the entries or none."""
+    `student_ids`: the children the export printed, when the caller has them (a cached
+    roster carries its own); otherwise the class's open enrolments are read. One INSERT for
+    all the entries, in one transaction: all of them or none."""
     from students.models import Enrollment
 
-    event = audit_record(actor=actor, action=action, target=section, changes=changes)
-    student_ids = list(
-        Enrollment.objects.filter(section_id=section.pk, ended_on__isnull=True)
-        .values_list("student_id", flat=True)
-        .distinct()
-    )
-    AuditEvent.objects.bulk_create(
-        [
-            AuditEvent(
-                actor=event.actor,
-                actor_repr=event.actor_repr,
-                school_id=event.school_id,
-                student_id=student_id,
-                action=action,
-                target_type=event.target_type,
-                target_id=event.target_id,
-                target_repr=event.target_repr,
-                ip_address=event.ip_address,
-                user_agent=event.user_agent,
-                changes={**event.changes, "of_class": True},
-            )
-            for student_id in student_ids
-        ],
-        batch_size=1000,
-    )
-    return len(student_ids)
+    event = _event(actor=actor, action=action, target=section, changes=changes)
+    if student_ids is None:
+        student_ids = (
+            Enrollment.objects.filter(section_id=section.pk, ended_on__isnull=True)
+            .values_list("student_id", flat=True)
+            .distinct()
+        )
+    children = [
+        AuditEvent(
+            actor=event.actor,
+            actor_repr=event.actor_repr,
+            school_id=event.school_id,
+            student_id=student_id,
+            action=action,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            target_repr=event.target_repr,
+            ip_address=event.ip_address,
+            user_agent=event.user_agent,
+            changes={**event.changes, "of_class": True},
+        )
+        for student_id in dict.fromkeys(student_ids)
+    ]
+    AuditEvent.objects.bulk_create([event, *children], batch_size=1000)
+    return len(children)

@@ -840,10 +840,19 @@ def report_card_pdf(card: ReportCard) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # Roster: PDF
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RosterPdf:
+    pdf: bytes
+    student_ids: tuple[int, ...]  # the children it prints: its disclosure entries name them
+
+
 def section_roster_pdf(*, section: Section, today: datetime.date | None = None) -> bytes:
     """A printable class roster (A4 landscape) with the teachers current on `today`; four
     queries whatever the class size. Medical notes stay out: a printed sheet travels."""
-    today = today or timezone.localdate()
+    return _section_roster_pdf(section=section, today=today or timezone.localdate()).pdf
+
+
+def _section_roster_pdf(*, section: Section, today: datetime.date) -> RosterPdf:
     section = Section.objects.select_related("school", "grade_level", "academic_year").get(
         pk=section.pk
     )
@@ -932,7 +941,7 @@ def section_roster_pdf(*, section: Section, today: datetime.date | None = None) 
     roster.setStyle(TableStyle(style))
     story.append(roster)
 
-    return _build_pdf(
+    pdf = _build_pdf(
         story,
         pagesize=page,
         font=s.regular,
@@ -941,6 +950,7 @@ def section_roster_pdf(*, section: Section, today: datetime.date | None = None) 
         footer=f"{section.school.name} · Class roster {section.name} · Confidential · "
         f"Generated {_day(today)}",
     )
+    return RosterPdf(pdf=pdf, student_ids=tuple(row.student.pk for row in rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,13 +1047,14 @@ def report_card_cached(
     )
 
 
-def section_roster_pdf_cached(*, section: Section, today: datetime.date | None = None) -> bytes:
-    """The class roster as PDF bytes, from the cache when it is there."""
+def section_roster_pdf_cached(*, section: Section, today: datetime.date | None = None) -> RosterPdf:
+    """The class roster as PDF bytes with the children it prints, from the cache when it is
+    there."""
     today = today or timezone.localdate()
     return school_cached(
         section.school_id,
         f"roster-pdf:{section.pk}:{today.isoformat()}",
-        lambda: section_roster_pdf(section=section, today=today),
+        lambda: _section_roster_pdf(section=section, today=today),
         settings.REPORTS_CACHE_TIMEOUT,
         topics=(RECORDS,),  # names, numbers and contacts: no attendance, no grades
     )

@@ -374,16 +374,24 @@ def roster_export(
         raise Http404("Rosters are exported as .csv or .pdf.")
     section = get_object_or_404(access.sections().select_related("academic_year"), pk=pk)
     name = f"roster-{access.school.code}-{section.name}".replace(" ", "-")
-    section_disclosure_record(
-        actor=request.user, action="export", section=section, changes={"what": f"roster.{fmt}"}
-    )
+    what = {"what": f"roster.{fmt}"}
     if fmt == "pdf":
+        roster = reports.section_roster_pdf_cached(section=section)
+        # The children this PDF prints are the ones it discloses.
+        section_disclosure_record(
+            actor=request.user,
+            action="export",
+            section=section,
+            changes=what,
+            student_ids=roster.student_ids,
+        )
         return FileResponse(
-            io.BytesIO(reports.section_roster_pdf_cached(section=section)),
+            io.BytesIO(roster.pdf),
             as_attachment=True,
             filename=f"{name}.pdf",
             content_type="application/pdf",
         )
+    section_disclosure_record(actor=request.user, action="export", section=section, changes=what)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     reports.section_roster_csv(section=section, out=response)

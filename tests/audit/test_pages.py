@@ -252,3 +252,35 @@ def test_a_class_roster_export_is_a_disclosure_of_each_child(client, world) -> N
         assert event.changes["what"] == "roster.csv"
     outsider_page = client.get(reverse("audit:student_disclosures", args=[world.outsider.pk]))
     assert list(outsider_page.context["page"]) == []  # not in that class
+
+
+def test_a_cached_roster_pdf_discloses_the_children_it_prints_in_one_insert(client, world) -> None:
+    """The PDF comes from the cache with the children it prints; its disclosure entries (the
+    class's and each child's) go in one INSERT, without reading the enrolments again."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(world.registrar)
+    url = reverse("students:roster_export", kwargs={"pk": world.section.pk, "fmt": "pdf"})
+    b"".join(client.get(url).streaming_content)  # builds and caches it
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+        assert response.status_code == 200
+        b"".join(response.streaming_content)
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert len([q for q in sql if q.startswith('INSERT INTO "audit_auditevent"')]) == 1, sql
+    assert not [q for q in sql if '"students_enrollment"' in q and "audit" not in q], sql
+    client.force_login(world.auditor)
+    for child in world.students:
+        page = client.get(reverse("audit:student_disclosures", args=[child.pk]))
+        events = list(page.context["page"])
+        assert [e.changes["what"] for e in events] == ["roster.pdf"] * 2
+        assert all(e.changes["of_class"] for e in events)
+    outsider_page = client.get(reverse("audit:student_disclosures", args=[world.outsider.pk]))
+    assert list(outsider_page.context["page"]) == []
+    assert (
+        AuditEvent.objects.filter(
+            action="export", target_type="students.Section", student_id__isnull=True
+        ).count()
+        == 2
+    )  # the class's own event, once per export
