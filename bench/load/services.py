@@ -168,6 +168,11 @@ class Gunicorn:
             "GUNICORN_WORKERS": str(self.workers),
             "GUNICORN_THREADS": str(self.threads),
             "GUNICORN_LOG_LEVEL": "warning",
+            # As behind docker/nginx.conf, which opens a connection to gunicorn per request
+            # (no upstream keep-alive): the first free worker takes each request. A client's
+            # kept-alive connection stays with one worker, and its requests wait behind that
+            # worker's slow ones while others idle (p95 at 500 users: 160 ms against 96 ms).
+            "GUNICORN_KEEPALIVE": "0",
             "PROMETHEUS_MULTIPROC_DIR": str(prom),
         }
         log = open(VAR / f"gunicorn-{self.name}.log", "wb")  # noqa: SIM115 - lives with proc
