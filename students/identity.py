@@ -136,7 +136,7 @@ def identity_user_get(user_id: int, load: Callable[[], Any]) -> Any:
     columns = [f.attname for f in model._meta.concrete_fields]
     lookup = _lookup_read(user_id)
     row = lookup.mine.values.get("user-row")
-    if row is None:
+    if row is None or len(row) != len(columns):  # none yet, or cached before a new column
         user = load()
         if user is None:
             return None
