@@ -22,30 +22,25 @@ SENSITIVE_PERM = "files.view_sensitive_document"
 
 
 def documents_visible(*, access: SchoolAccess) -> QuerySet[Document]:
-    """Live documents of the user's school that this user may see."""
+    """Live documents of the user's school that this user may see. A teacher's students are
+    their cached class list (`SchoolAccess.taught_student_ids`), inlined as ids rather than
+    a subquery through their classes' enrolments."""
     qs = Document.objects.alive().for_school(access.school)
     if access.is_teacher:
-        qs = qs.filter(Q(student__isnull=True) | Q(student__in=access.students().values("pk")))
+        qs = qs.filter(Q(student__isnull=True) | Q(student_id__in=access.taught_student_ids))
     if not access.has_perm(SENSITIVE_PERM):
         qs = qs.filter(sensitive=False)
     return qs
 
 
 def student_documents_list(*, access: SchoolAccess, student: Student) -> list[Document]:
-    """The documents card of a student's profile (one query; none for a student the user
-    may not see). The rules of `documents_visible` for one known student: a teacher's scope
-    is their cached class list, not a subquery of their students in the query."""
-    if student.school_id != access.school.pk or (
-        access.is_teacher and student.pk not in access.taught_student_ids
-    ):
-        return []
-    qs = Document.objects.alive().for_school(access.school).filter(student=student)
-    if not access.has_perm(SENSITIVE_PERM):
-        qs = qs.filter(sensitive=False)
+    """The documents card of a student's profile (one query; empty for a student the user
+    may not see)."""
     return list(
-        qs.select_related("current_version", "current_version__uploaded_by").order_by(
-            "-updated_at", "-id"
-        )
+        documents_visible(access=access)
+        .filter(student=student)
+        .select_related("current_version", "current_version__uploaded_by")
+        .order_by("-updated_at", "-id")
     )
 
 

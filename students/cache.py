@@ -108,7 +108,7 @@ def _school_key(school_id: int, versions: str, name: str) -> str:
 
 def school_cache_versions(school_id: int, topics: tuple[str, ...] = TOPICS) -> str:
     """The school's current versions of `topics`, as one key fragment (one round trip)."""
-    return _versions([_version_key(school_id, topic) for topic in topics])
+    return _versions(_topic_keys(school_id, topics, None))
 
 
 def school_cache_bump(school_id: int, *topics: str, students: Iterable[int] | None = None) -> None:

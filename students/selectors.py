@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -381,20 +382,21 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
     if access.is_teacher and student_id not in access.taught_student_ids:
         raise Student.DoesNotExist
     school, today = access.school, timezone.localdate()
-    # The year's figures and the terms begun, as of today.
+    # The year's figures and the terms begun, as of today; read once for both parts.
     day = today.isoformat()
+    year = functools.cache(lambda: school_year_get(school=school, today=today))
     records, attendance, grades = student_cached_parts(
         school.pk,
         student_id,
         [
             (
                 f"profile-records:{day}",
-                lambda: _profile_records(school=school, student_id=student_id, today=today),
+                lambda: _profile_records(school=school, student_id=student_id, year=year()),
                 (RECORDS,),
             ),
             (
                 f"profile-attendance:{day}",
-                lambda: _profile_attendance(school=school, student_id=student_id, today=today),
+                lambda: _profile_attendance(school=school, student_id=student_id, year=year()),
                 (RECORDS, ATTENDANCE),
             ),
             (
@@ -408,7 +410,7 @@ def student_profile_get(*, access: SchoolAccess, student_id: int) -> StudentProf
     return StudentProfile(records=records, attendance=attendance, grades=grades)
 
 
-def _profile_records(*, school: School, student_id: int, today: datetime.date) -> ProfileRecords:
+def _profile_records(*, school: School, student_id: int, year: SchoolYear) -> ProfileRecords:
     """The student of `school` with guardians, enrolments and the terms begun (raises
     Student.DoesNotExist for any other id)."""
     student = (
@@ -435,7 +437,7 @@ def _profile_records(*, school: School, student_id: int, today: datetime.date) -
         student=student,
         guardian_links=student.links,  # type: ignore[attr-defined]
         enrollments=student.enrollment_list,  # type: ignore[attr-defined]
-        terms=school_year_get(school=school, today=today).terms_begun,
+        terms=year.terms_begun,
         transferred_in=student.moved_in,  # type: ignore[attr-defined]
     )
 
@@ -470,15 +472,12 @@ def school_year_get(*, school: School, today: datetime.date) -> SchoolYear:
     )
 
 
-def _profile_attendance(
-    *, school: School, student_id: int, today: datetime.date
-) -> ProfileAttendance:
+def _profile_attendance(*, school: School, student_id: int, year: SchoolYear) -> ProfileAttendance:
     """The student's attendance this school year: counts by status and the latest ten
     records other than present. The student must be of `school` (checked by the caller)."""
     attendance = AttendanceRecord.objects.filter(student_id=student_id, school=school)
-    year = school_year_get(school=school, today=today).year
-    if year:
-        attendance = attendance.filter(date__gte=year.starts_on, date__lte=year.ends_on)
+    if year.year:
+        attendance = attendance.filter(date__gte=year.year.starts_on, date__lte=year.year.ends_on)
     counts = {status: 0 for status in AttendanceRecord.Status.values}
     for row in attendance.values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
