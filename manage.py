@@ -21,6 +21,12 @@ def _project_python() -> None:
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "school_site.settings")
     try:
+        from school_site.db import choose_role
+    except ModuleNotFoundError:
+        _project_python()
+        raise
+    choose_role(sys.argv)
+    try:
         from django.core.management import execute_from_command_line
     except ModuleNotFoundError:
         _project_python()

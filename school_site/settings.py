@@ -154,6 +154,21 @@ _db["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
 
+# Two PostgreSQL roles (README, "Two database roles"): DATABASE_URL is the application's role,
+# subject to row-level security; DATABASE_MAINTENANCE_URL is the tables' owner, which the
+# policies do not bind, for migrations, backups, restores, drills and the SQLite upgrade.
+# Unset, it is DATABASE_URL: a one-role install, where the owner's sessions see every row and
+# the health page says the second wall is down.
+DATABASE_MAINTENANCE = env.db_url_config(
+    env.str("DATABASE_MAINTENANCE_URL", default="")
+    or env.str("DATABASE_URL", default="")
+    or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+)
+# `manage.py` sets this for the commands that run as the maintenance role (school_site.db).
+if env.str("SCHOOLHOUSE_DB_ROLE", default="") == "maintenance" and USING_POSTGRES:
+    for _key in ("USER", "PASSWORD", "HOST", "PORT"):
+        _db[_key] = DATABASE_MAINTENANCE[_key]
+
 # ---------------------------------------------------------------------------------------------
 # Cache and sessions
 # ---------------------------------------------------------------------------------------------
