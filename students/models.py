@@ -207,6 +207,17 @@ class Section(SchoolOwned):
         )
 
 
+class SectionTeacherQuerySet(SchoolOwnedQuerySet):
+    def current(self, on: datetime.date | None = None) -> SectionTeacherQuerySet:
+        """Assignments in force on `on` (today): the one definition of "teaches that day"
+        behind a teacher's classes, pupils, registers, grade sheets and documents."""
+        on = on or timezone.localdate()
+        return self.filter(
+            Q(starts_on__isnull=True) | Q(starts_on__lte=on),
+            Q(ends_on__isnull=True) | Q(ends_on__gte=on),
+        )
+
+
 class SectionTeacher(SchoolOwned):
     """A teacher assigned to a section; a substitute is limited to a date range."""
 
@@ -220,6 +231,8 @@ class SectionTeacher(SchoolOwned):
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.LEAD)
     starts_on = models.DateField(null=True, blank=True)
     ends_on = models.DateField(null=True, blank=True)
+
+    objects = SectionTeacherQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -247,11 +260,7 @@ class StudentQuerySet(SchoolOwnedQuerySet):
 
     def taught_by(self, staff: StaffMember, on: datetime.date | None = None) -> StudentQuerySet:
         """Students with an active enrollment in a section the staff member teaches on `on`."""
-        on = on or timezone.localdate()
-        current_links = SectionTeacher.objects.filter(staff=staff).filter(
-            Q(starts_on__isnull=True) | Q(starts_on__lte=on),
-            Q(ends_on__isnull=True) | Q(ends_on__gte=on),
-        )
+        current_links = SectionTeacher.objects.filter(staff=staff).current(on)
         # A semi-join (id IN ...), not a join: a join repeats a student per matching
         # enrolment and needs DISTINCT over every column, which also made the paginator's
         # COUNT evaluate every annotation of every row (24 ms a search page at load).

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .cache import RECORDS, school_cached, teaching_cache_bypass
 from .identity import identity_cached
-from .models import School, Section, StaffMember, Student
+from .models import School, Section, SectionTeacher, StaffMember, Student
 
 DISTRICT_ADMIN = "district_admin"
 DISTRICT_ADMIN_GROUP = "District administrator"
@@ -99,6 +99,28 @@ class SchoolAccess:
             topics=(RECORDS,),
         )
 
+    @cached_property
+    def taught_section_ids(self) -> frozenset[int]:
+        """The sections a teacher teaches today (assignments within their dates: a substitute
+        before or after theirs teaches nothing), cached like `taught_student_ids`."""
+        staff = self.staff
+        assert staff is not None  # noqa: S101 - resolve_access builds a teacher from a row
+        today = timezone.localdate()
+
+        def read() -> frozenset[int]:
+            links = SectionTeacher.objects.filter(staff=staff).current(today)
+            return frozenset(links.values_list("section_id", flat=True))
+
+        if teaching_cache_bypass():
+            return read()
+        return school_cached(
+            self.school.pk,
+            f"teaches:{staff.pk}:{today.isoformat()}",
+            read,
+            settings.IDENTITY_CACHE_TIMEOUT,
+            topics=(RECORDS,),
+        )
+
     def students(self) -> QuerySet[Student]:
         """Students this user may see: the school's, and for a teacher only their sections'."""
         qs = Student.objects.for_school(self.school)
@@ -112,7 +134,7 @@ class SchoolAccess:
     def sections(self) -> QuerySet[Section]:
         qs = Section.objects.for_school(self.school)
         if self.is_teacher:
-            qs = qs.filter(teacher_links__staff=self.staff).distinct()
+            qs = qs.filter(pk__in=self.taught_section_ids)
         return qs
 
 

@@ -39,6 +39,9 @@ class MatrixWorld:
     untaught: SchoolWorld  # North seen through objects outside the teacher's sections
     district: object
     nobody: object  # logged in, no staff membership anywhere
+    # North's class 7A through other teaching assignments: a co-teacher, and substitutes
+    # whose dates are over, current and still to come ("co_teacher", "substitute_before"...)
+    assignments: dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 def _documents_and_rows(world: SchoolWorld) -> None:
@@ -58,6 +61,36 @@ def _api_token(world: SchoolWorld) -> None:
     from api.services import api_token_create
 
     api_token_create(user=world.registrar, school=world.school, name="matrix", actor=world.admin)
+
+
+def _assignments(world: SchoolWorld) -> dict[str, object]:
+    """Teachers of the world's class by other assignments than the lead's."""
+    import datetime
+
+    from django.utils import timezone
+
+    from students.models import SectionTeacher
+    from tests.students.factories import SectionTeacherFactory
+
+    today = timezone.localdate()
+    week = datetime.timedelta(days=7)
+    dates = {
+        "co_teacher": (SectionTeacher.Role.CO_TEACHER, None, None),
+        "substitute_before": (SectionTeacher.Role.SUBSTITUTE, today + week, today + 2 * week),
+        "substitute_during": (SectionTeacher.Role.SUBSTITUTE, today - week, today + week),
+        "substitute_after": (SectionTeacher.Role.SUBSTITUTE, today - 2 * week, today - week),
+    }
+    return {
+        name: SectionTeacherFactory(
+            school=world.school,
+            section=world.section,
+            role=role,
+            starts_on=starts,
+            ends_on=ends,
+            staff__user__username=f"{name}-matrix",
+        ).staff.user
+        for name, (role, starts, ends) in dates.items()
+    }
 
 
 def _untaught_view(world: SchoolWorld) -> SchoolWorld:
@@ -97,6 +130,7 @@ def matrix_world(django_db_setup: None, django_db_blocker: object) -> Iterator[M
                 untaught=_untaught_view(north),
                 district=district_admin("district-matrix"),
                 nobody=UserFactory(username="nobody-matrix"),
+                assignments=_assignments(north),
             )
         finally:
             transaction.set_rollback(True)

@@ -49,6 +49,12 @@ AUDITOR = "auditor"
 ANONYMOUS = "anonymous"
 NOBODY = "nobody"  # logged in, but staff of no school
 ROLES = [DISTRICT, ADMIN, REGISTRAR, TEACHER, AUDITOR, ANONYMOUS, NOBODY]
+# Teachers of the lead teacher's class by other assignments (MatrixWorld.assignments). Within
+# their dates they are the lead teacher; outside them they teach nothing, so every object of
+# the class is to them what the class they never taught is to the lead ("untaught").
+TEACHING_NOW = ["co_teacher", "substitute_during"]
+TEACHING_NOT_NOW = ["substitute_before", "substitute_after"]
+ASSIGNMENTS = TEACHING_NOW + TEACHING_NOT_NOW
 STAFF = frozenset({DISTRICT, ADMIN, REGISTRAR, TEACHER, AUDITOR})
 ADMINS = frozenset({DISTRICT, ADMIN})
 OFFICE = frozenset({DISTRICT, ADMIN, REGISTRAR})  # who keeps the records
@@ -375,11 +381,13 @@ def probes(w: MatrixWorld, role: str) -> Iterator[Probe]:
         elif rule.kwargs is not None:
             yield Probe(name, rule, "plain", reverse(name, kwargs=rule.kwargs(w)), post)
         else:
-            yield Probe(name, rule, "own", reverse(name, kwargs=OBJECT_KWARGS[name](w.north)), post)
+            # Outside their dates the class is not theirs: its objects are "untaught".
+            own = "untaught" if role in TEACHING_NOT_NOW and rule.teacher_sections else "own"
+            yield Probe(name, rule, own, reverse(name, kwargs=OBJECT_KWARGS[name](w.north)), post)
             yield Probe(
                 name, rule, "other", reverse(name, kwargs=OBJECT_KWARGS[name](w.south)), post
             )
-            if role == TEACHER and rule.teacher_sections:
+            if _as_role(role) == TEACHER and rule.teacher_sections:
                 kwargs = _untaught_kwargs(name, w)
                 yield Probe(name, rule, "untaught", reverse(name, kwargs=kwargs), post)
 
@@ -432,7 +440,14 @@ TIMINGS: list | None = [] if os.environ.get("MATRIX_TIMINGS") else None
 OUTSIDE = "203.0.113.7"  # a browser on the internet, not a probe on the monitoring allowlist
 
 
+def _as_role(role: str) -> str:
+    """The role a teaching assignment's teacher is judged as: a teacher's."""
+    return TEACHER if role in ASSIGNMENTS else role
+
+
 def _user_for(w: MatrixWorld, role: str) -> Any:
+    if role in ASSIGNMENTS:
+        return w.assignments[role]
     return {
         DISTRICT: w.district,
         ADMIN: w.north.admin,
@@ -504,6 +519,7 @@ def _verdict(probe: Probe, role: str, method: str, result: tuple[int, str, set])
     """What is wrong with this answer, or None."""
     status, location, written = result
     rule = probe.rule
+    role = _as_role(role)
     if status == 500:
         return f"server error: {location}"
     allowed_roles = rule.read if method == "get" else rule.write
@@ -576,7 +592,7 @@ def test_every_table_entry_is_a_url(db: None) -> None:
     assert not stale, f"remove or rename these expectations: {stale}"
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ROLES + ASSIGNMENTS)
 def test_role_against_every_url(client: Client, matrix_world: MatrixWorld, role: str) -> None:
     w = matrix_world
     _log_in(client, w, role)
