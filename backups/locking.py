@@ -21,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from school_site.db import maintenance_settings
+
 from .pipeline import pg_connect, pg_params
 
 
@@ -31,14 +33,16 @@ class BackupBusy(Exception):
 def _lock_id(name: str) -> int:
     # A stable signed 64-bit id per lock name and database: advisory locks are server-wide,
     # and two deployments (or test databases) on one server must not block each other.
-    database = connections["default"].settings_dict["NAME"]
+    database = maintenance_settings()["NAME"]
     digest = hashlib.sha256(f"schoolhouse.backups.{database}.{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextlib.contextmanager
 def _pg_lock(name: str) -> Iterator[bool]:
-    conn: Any = pg_connect(pg_params(connections["default"].settings_dict))
+    # The maintenance role: the lock's connection must work whatever row-level security
+    # the application role is bound by.
+    conn: Any = pg_connect(pg_params(maintenance_settings()))
     try:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", [_lock_id(name)]).fetchone()[0]
         yield bool(got)

@@ -18,6 +18,7 @@ from django.db import connections
 from django.utils import timezone
 
 from audit.services import Actor
+from school_site.db import maintenance_settings
 
 from ..crypto import AD_DATABASE, keyset_path
 from ..destinations import Destination, destination_spec
@@ -124,7 +125,9 @@ def backup_database_run(
         specs: list[dict[str, Any]] = []
         try:
             with heartbeat(run):
-                db = connections["default"].settings_dict
+                # pg_dump as the maintenance role (the tables' owner): under the
+                # application role row-level security would hide every school's rows.
+                db = maintenance_settings()
                 engine = "postgresql" if connections["default"].vendor == "postgresql" else "sqlite"
                 specs = [destination_spec(name) for name in settings.BACKUP_DESTINATIONS]
                 run.object_key = database_object_key(

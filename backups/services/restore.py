@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import connections
 
 from audit.services import Actor, audit_record
+from school_site.db import maintenance_settings
 
 from ..models import BackupRun
 from ..pipeline import Progress, pg_connect, pg_env, pg_params
@@ -247,7 +248,7 @@ def _restore_postgres(
 ) -> RestoreOutcome:
     destination, entry = run_destinations(run)[0]
     key = entry.get("key") or run.object_key
-    live = pg_params(connections["default"].settings_dict)
+    live = pg_params(maintenance_settings())
     if target_url:
         config = environ.Env.db_url_config(target_url)
         if config.get("ENGINE") != "django.db.backends.postgresql":

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, audit_record
+from school_site.db import maintenance_settings
 
 from ..crypto import AD_DATABASE, keyset_path
 from ..destinations import Destination, destination_get, destination_spec
@@ -166,7 +167,7 @@ def compare_counts(expected: dict[str, int], restored: dict[str, int]) -> list[s
 def _verify_postgres(
     run: BackupRun, destination: Destination, report: dict[str, Any], progress: Progress | None
 ) -> None:
-    params = pg_params(connections["default"].settings_dict)
+    params = pg_params(maintenance_settings())
     listing = pg_restore_stream(
         run_key_id=run.key_id,
         destination=destination,
