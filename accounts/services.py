@@ -6,7 +6,7 @@ Every change of a user's second factor, and every wrong code, goes to the audit 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -202,21 +202,36 @@ def two_factor_reset(*, user: User, actor: User | None) -> int:
     return removed
 
 
-def restore_operator_check(*, username: str, token: str) -> tuple[User | None, str]:
-    """The operator of a restore: a district administrator whose authenticator code (or a
-    backup code) is checked when they have one. Raises OperatorRefused.
+class RestoreOperator(NamedTuple):
+    user: User | None  # None: the database has no accounts to check against
+    note: str  # for the operator's terminal; empty when nothing is worth saying
+    break_glass: bool  # let through without a second factor: the caller audits and alerts
 
-    Returns (user, note). When the database has no accounts at all (a restore into an empty
-    server after a disaster) there is nobody to check: (None, note) and the restore goes on.
+
+def restore_operator_check(
+    *, username: str, token: str, break_glass: bool = False
+) -> RestoreOperator:
+    """The operator of a restore: an active district administrator with a confirmed
+    authenticator (or backup codes), who gives a current code. Raises OperatorRefused.
+
+    An operator without any second factor is refused unless `break_glass` is set (the
+    caller audits and alerts it); break-glass never waives the code of an operator who has a
+    device. When the database has no accounts at all (a restore into an
+    empty server after a disaster) there is nobody to check: (None, note) and the restore
+    goes on.
     """
     from django.db import DatabaseError
 
     try:
         if not User.objects.exists():
-            return None, "The database has no accounts yet: the operator was not checked."
+            return RestoreOperator(
+                None, "The database has no accounts yet: the operator was not checked.", False
+            )
         user = User.objects.filter(username=username, is_active=True).first()
     except DatabaseError:  # no auth tables: the live database is gone
-        return None, "The database has no account tables: the operator was not checked."
+        return RestoreOperator(
+            None, "The database has no account tables: the operator was not checked.", False
+        )
     from students.tenancy import is_district_admin
 
     if user is None or not is_district_admin(user):
@@ -226,9 +241,17 @@ def restore_operator_check(*, username: str, token: str) -> tuple[User | None, s
         or StaticDevice.objects.filter(user=user, confirmed=True).exists()
     )
     if not has_device:
-        return user, (
-            f"{username} has no two-factor device: the restore is not protected by a code. "
-            "Log in to the web site once to enrol one."
+        if not break_glass:
+            raise OperatorRefused(
+                f"{username} has no confirmed authenticator, so nobody can confirm it is them. "
+                "Log in to the web site once to set one up, or, in an emergency, pass "
+                '--break-glass "reason" (audited, and the administrators are alerted).'
+            )
+        return RestoreOperator(
+            user,
+            f"Break-glass: {username} has no two-factor device; the restore goes on "
+            "unconfirmed and the administrators are alerted.",
+            True,
         )
     if not token:
         raise OperatorRefused(
@@ -238,4 +261,4 @@ def restore_operator_check(*, username: str, token: str) -> tuple[User | None, s
     device, reason = otp_code_check(user=user, token=token)
     if device is None:
         raise OperatorRefused(f"Two-factor code refused: {reason}")
-    return user, ""
+    return RestoreOperator(user, "", False)

@@ -3,6 +3,7 @@ or a view; the modules below hold one workflow each."""
 
 from __future__ import annotations
 
+from .break_glass import BreakGlassRefused, restore_break_glass_record
 from .database import backup_database_run
 from .links import LinkRefused, backup_download_link_create, backup_download_open
 from .media import backup_media_run, media_restore
@@ -13,6 +14,7 @@ from .runs import backup_run_fail, backup_run_start
 from .verify import VerificationFailed, backup_verify, latest_database_run
 
 __all__ = [
+    "BreakGlassRefused",
     "LinkRefused",
     "PruneReport",
     "RestoreOutcome",
@@ -31,4 +33,5 @@ __all__ = [
     "check_migrations_forward",
     "latest_database_run",
     "media_restore",
+    "restore_break_glass_record",
 ]

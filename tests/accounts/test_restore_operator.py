@@ -1,5 +1,6 @@
 """The two-factor re-check of a restore: the operator names themself and gives a current
-code; a refused restore touches nothing."""
+code; an operator with no authenticator is refused unless they break the glass, which is
+audited and alerted; a refused restore touches nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from backups.models import BackupRun
 from backups.services import backup_database_run
 from students.models import Student
 from tests.accounts.conftest import totp_code
-from tests.backups.conftest import keyset, local_backups  # noqa: F401  (fixtures)
+from tests.backups.conftest import keyset, local_backups, webhook_recorder  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -65,3 +66,57 @@ def test_a_wrong_code_refuses_the_restore_and_touches_nothing(
     with pytest.raises(CommandError) as past_the_operator:
         call_command("restore_backup", "latest", "--operator", district_user.username)
     assert "not empty" in str(past_the_operator.value)
+
+
+def test_an_operator_without_an_authenticator_is_refused(world, district_user, backup) -> None:
+    Student.objects.filter(pk=world.students[0].pk).update(first_name="Changed-after-backup")
+    with pytest.raises(CommandError, match="no confirmed authenticator"):
+        call_command("restore_backup", "latest", "--force", "--operator", district_user.username)
+    assert Student.objects.get(pk=world.students[0].pk).first_name == "Changed-after-backup"
+    assert not AuditEvent.objects.filter(action="restore_break_glass").exists()
+
+
+def test_break_glass_is_audited_and_alerted_before_the_restore_goes_on(
+    world, district_user, backup, settings, mailoutbox
+) -> None:
+    settings.ADMINS = [("Ops", "ops@example.org")]
+    posted: list[dict] = []
+    settings.MONITORING_ALERT_WEBHOOK_URL = webhook_recorder(posted)
+    reason = "ticket 4521: server lost, phone not enrolled yet"
+    with pytest.raises(CommandError) as past_the_operator:
+        call_command(
+            "restore_backup",
+            "latest",
+            "--operator",
+            district_user.username,
+            "--break-glass",
+            reason,
+        )
+    # Past the operator check: refused only because the live database is not empty.
+    assert "not empty" in str(past_the_operator.value)
+    event = AuditEvent.objects.get(action="restore_break_glass")
+    assert event.actor == district_user
+    assert event.changes["reason"] == reason and event.changes["backups"] == [backup.pk]
+    # One alert path: monitoring's notifier, by e-mail and to its webhook.
+    assert [m for m in mailoutbox if "break-glass" in m.subject and reason in m.body]
+    assert posted and posted[0]["alert"] == "restore_break_glass"
+    assert district_user.username in posted[0]["summary"] and reason in posted[0]["summary"]
+
+
+def test_break_glass_needs_a_reason_and_never_replaces_a_code(world, district_user, backup) -> None:
+    with pytest.raises(CommandError, match="needs a reason"):
+        call_command(
+            "restore_backup", "latest", "--operator", district_user.username, "--break-glass", "x"
+        )
+    assert not AuditEvent.objects.filter(action="restore_break_glass").exists()
+    TOTPDevice.objects.create(user=district_user, name="phone", confirmed=True)
+    with pytest.raises(CommandError, match="uses two-factor"):
+        call_command(
+            "restore_backup",
+            "latest",
+            "--operator",
+            district_user.username,
+            "--break-glass",
+            "lost my phone, restoring anyway",
+        )
+    assert not AuditEvent.objects.filter(action="restore_break_glass").exists()

@@ -139,3 +139,27 @@ def pg_url(params: dict[str, str]) -> str:
         f"postgres://{params['user']}:{params.get('password', '')}@{params['host']}:"
         f"{params['port']}/{params['dbname']}"
     )
+
+
+def webhook_recorder(posted: list[dict[str, Any]]) -> str:
+    """A real HTTP endpoint on a free loopback port that records the JSON it is sent (one
+    request)."""
+    import http.server
+    import json
+    import threading
+
+    from tests.helpers import free_port
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.HTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    return f"http://127.0.0.1:{port}/hook"

@@ -23,7 +23,7 @@ from backups.services import (
     backup_verify,
 )
 from backups.services.verify import scratch_database
-from tests.backups.conftest import live_params, pg_url, table_digests
+from tests.backups.conftest import live_params, pg_url, table_digests, webhook_recorder
 from tests.conftest import build_school
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -148,7 +148,7 @@ def test_a_failing_destination_leaves_no_object_anywhere_and_alerts(
     settings.BACKUP_GCS_BUCKET = f"missing-{uuid.uuid4().hex[:8]}"  # writes there fail
     settings.ADMINS = [("Ops", "ops@example.org")]
     posted: list[dict] = []
-    settings.BACKUP_ALERT_WEBHOOK_URL = _webhook(posted)
+    settings.MONITORING_ALERT_WEBHOOK_URL = webhook_recorder(posted)
     run = backup_database_run()
     assert run.status == BackupRun.Status.FAILED
     assert "gcs" in run.error.lower() or "404" in run.error or "bucket" in run.error.lower()
@@ -157,29 +157,9 @@ def test_a_failing_destination_leaves_no_object_anywhere_and_alerts(
     from django.core import mail
 
     assert any(f"backup #{run.pk} failed" in m.subject for m in mail.outbox)
-    assert posted and posted[0]["run_id"] == run.pk and posted[0]["event"] == "backup_failed"
-
-
-def _webhook(posted: list[dict]) -> str:
-    """A real HTTP endpoint on a free loopback port that records what it is sent."""
-    import http.server
-    import threading
-
-    from tests.helpers import free_port
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    port = free_port()
-    server = http.server.HTTPServer(("127.0.0.1", port), Hook)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    return f"http://127.0.0.1:{port}/hook"
+    # The one alert path (monitoring's notifier): the same webhook every other alert uses.
+    assert posted and posted[0]["alert"] == "backup_failed" and posted[0]["state"] == "firing"
+    assert f"#{run.pk} failed" in posted[0]["summary"]
 
 
 def test_restore_from_a_destination_alone_when_the_run_history_is_lost(school, local_backups):

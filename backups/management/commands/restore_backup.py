@@ -26,8 +26,10 @@ class Command(BaseCommand):
         "newer release (migrations this code does not know) is refused. --media also restores "
         "the documents of the newest media backup taken no later than the database backup "
         "(or pass a media backup's id to restore documents only). Name yourself with "
-        "--operator USERNAME (a district administrator); when that account uses two-factor "
-        "authentication, give a current code with --otp-token or RESTORE_OTP_TOKEN."
+        "--operator USERNAME (a district administrator) and give a current code from your "
+        "authenticator with --otp-token or RESTORE_OTP_TOKEN. An operator with no authenticator "
+        'is refused; only in an emergency, --break-glass "reason" lets them go on, recorded in '
+        "the audit trail and alerted to the administrators."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -58,6 +60,17 @@ class Command(BaseCommand):
                 "A current code from the operator's authenticator app (or a backup code); "
                 "default: the RESTORE_OTP_TOKEN environment variable. Needed when the "
                 "operator has two-factor set up."
+            ),
+        )
+        parser.add_argument(
+            "--break-glass",
+            metavar="REASON",
+            default="",
+            help=(
+                "Emergency only: restore although the operator has no authenticator set up. "
+                "Give the reason (a ticket, what happened); it is audited and the "
+                "administrators are alerted. It never replaces the code of an operator who "
+                "has an authenticator."
             ),
         )
         parser.add_argument(
@@ -108,14 +121,24 @@ class Command(BaseCommand):
 
         if not options["operator"]:
             raise CommandError("Name yourself with --operator USERNAME (a district administrator).")
+        reason = options["break_glass"].strip()
         try:
-            _operator, note = restore_operator_check(
-                username=options["operator"], token=options["otp_token"]
+            operator = restore_operator_check(
+                username=options["operator"], token=options["otp_token"], break_glass=bool(reason)
             )
         except OperatorRefused as exc:
             raise CommandError(f"Restore refused: {exc}") from exc
-        if note:
-            self.stderr.write(self.style.WARNING(note))
+        if operator.note:
+            self.stderr.write(self.style.WARNING(operator.note))
+        if operator.break_glass and operator.user is not None:
+            from backups.services import BreakGlassRefused, restore_break_glass_record
+
+            try:
+                restore_break_glass_record(
+                    operator=operator.user, reason=reason, runs=[r for r in (run, media_run) if r]
+                )
+            except BreakGlassRefused as exc:
+                raise CommandError(f"Restore refused: {exc}") from exc
         try:
             if run is not None:
                 with progress_bar(desc="restoring", total=run.stored_size, enabled=verbose) as tick:
