@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import AuditEvent, ModelChange
+from .refusals import ACCESS_REFUSED
 
 # Events that disclose a child's record to someone: what "who has seen this child's record?"
 # lists (FERPA's record of disclosures). Changes are in the model history.
@@ -48,6 +49,7 @@ COMMON_ACTIONS = sorted(
         "grades_enter",
         "backup_download",
         "backup_restore",
+        ACCESS_REFUSED,
     }
 )
 

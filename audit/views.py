@@ -68,6 +68,7 @@ def trail(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
             "page": _page(request, events),
             "query": query.urlencode(),
             "actions": selectors.COMMON_ACTIONS,
+            "refused": selectors.ACCESS_REFUSED,
         },
     )
 

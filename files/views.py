@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core import signing
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import Form
 from django.http import (
     Http404,
@@ -27,6 +27,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from audit.refusals import NOT_ALLOWED, access_refused_record
 from audit.services import audit_record
 from students.models import Student
 from students.tenancy import SchoolAccess
@@ -113,7 +114,7 @@ def school_documents(request: HttpRequest, access: SchoolAccess) -> HttpResponse
     form = DocumentUploadForm()
     if request.method == "POST":
         if not can_upload:
-            return render(request, "403.html", status=403)
+            raise PermissionDenied("Your role does not allow this.")
         form, document = _upload_document(request, access, None)
         if document is not None:
             messages.success(request, f"“{document.title}” was uploaded.")
@@ -250,7 +251,15 @@ def version_download(request: HttpRequest, access: SchoolAccess, pk: int) -> Htt
     )
 
 
-def _refused(request: HttpRequest, message: str) -> HttpResponse:
+def _refused(
+    request: HttpRequest, message: str, access: SchoolAccess | None = None
+) -> HttpResponse:
+    """The refusal page; with `access`, a link that is not this user's or this school's is
+    written to the audit trail as a refused access (an expired link of their own is not)."""
+    if access is not None:
+        access_refused_record(
+            request=request, reason=NOT_ALLOWED, school_id=access.school.pk, detail=message
+        )
     return render(request, "files/link_refused.html", {"message": message}, status=403)
 
 
@@ -266,10 +275,12 @@ def serve(request: HttpRequest, access: SchoolAccess) -> HttpResponseBase:
             request, "This download link has expired. Open the document and click Download again."
         )
     except signing.BadSignature:
-        return _refused(request, "This download link is not valid.")
+        return _refused(request, "This download link is not valid.", access)
     if token["s"] != access.school.pk or token["u"] != request.user.pk:
         return _refused(
-            request, "This download link was issued to someone else or for another school."
+            request,
+            "This download link was issued to someone else or for another school.",
+            access,
         )
     meta = selectors.version_meta_get(version_id=token["v"])
     if meta is None or meta.school_id != token["s"]:

@@ -13,7 +13,7 @@ from students.tenancy import SchoolAccess
 from students.views import school_view
 
 from .models import ReportCardBatch, ReportCardDocument
-from .services import batch_create
+from .services import batch_create, batch_students
 
 
 class BatchForm(forms.Form):
@@ -67,8 +67,13 @@ def _batch(access: SchoolAccess, pk: int) -> ReportCardBatch:
 @school_view("students.view_grade")
 def batch_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpResponse:
     batch = _batch(access, pk)
+    # The batch's own children (its class or grade level), of those this user may see: the
+    # term's cards of the rest of the school are not this batch's.
     cards = (
-        ReportCardDocument.objects.filter(term=batch.term, student__in=access.students())
+        ReportCardDocument.objects.filter(
+            term=batch.term,
+            student__in=access.students().filter(pk__in=batch_students(batch).values("pk")),
+        )
         .select_related("student", "document")
         .order_by("student__last_name")
         if batch.status != ReportCardBatch.Status.QUEUED

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit.refusals import NOT_ALLOWED, NOT_FOUND, access_refused_record
 from audit.services import audit_record, section_disclosure_record
 
 from . import csv_io, moves, reports, selectors, services
@@ -50,29 +51,61 @@ View = Callable[..., HttpResponseBase]
 
 def school_view(perm: str | None = None) -> Callable[[View], View]:
     """Require a logged-in user working in a school, optionally with a permission there.
-    The view receives the `SchoolAccess` as its second argument."""
+    The view receives the `SchoolAccess` as its second argument.
+
+    This is the staff pages' one door, so it is also where refusals are written to the audit
+    trail (audit.refusals): every "not allowed", and every "not found" for a record named in
+    the URL, which is how a record of another school or of another class answers."""
 
     def decorate(view: View) -> View:
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             access = request.access  # type: ignore[attr-defined]
-            if not access:
-                raise PermissionDenied("Your account is not assigned to any school.")
-            if perm and not access.has_perm(perm):
-                raise PermissionDenied("Your role does not allow this.")
-            return view(
-                request, access._wrapped if hasattr(access, "_wrapped") else access, *args, **kwargs
-            )
+            try:
+                if not access:
+                    raise PermissionDenied("Your account is not assigned to any school.")
+                if perm and not access.has_perm(perm):
+                    raise PermissionDenied("Your role does not allow this.")
+                return view(
+                    request,
+                    access._wrapped if hasattr(access, "_wrapped") else access,
+                    *args,
+                    **kwargs,
+                )
+            except PermissionDenied as exc:
+                _refusal_record(request, access, kwargs, NOT_ALLOWED, str(exc))
+                raise
+            except Http404 as exc:
+                if kwargs:  # a record was asked for by its id
+                    _refusal_record(request, access, kwargs, NOT_FOUND, str(exc))
+                raise
 
         return wrapper
 
     return decorate
 
 
+def _refusal_record(
+    request: HttpRequest,
+    access: SchoolAccess | None,
+    kwargs: dict[str, Any],
+    reason: str,
+    detail: str,
+) -> None:
+    access_refused_record(
+        request=request,
+        reason=reason,
+        school_id=access.school.pk if access else None,
+        kwargs=kwargs,
+        detail=detail,
+    )
+
+
 @school_view()
 def dashboard(request: HttpRequest, access: SchoolAccess) -> HttpResponse:
-    figures = selectors.dashboard_figures_get(school=access.school)
+    """The school's figures, or for a teacher those of the classes they teach today."""
+    figures = selectors.dashboard_figures_for(access=access)
     return render(request, "students/dashboard.html", {"figures": figures})
 
 
@@ -129,7 +162,7 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
     try:
         profile = selectors.student_profile_get(access=access, student_id=pk)
     except Student.DoesNotExist:
-        return render(request, "404.html", status=404)
+        raise Http404("No such student.") from None
     # FERPA: a school must be able to say who has seen a child's record.
     audit_record(actor=request.user, action="view", target=profile.student)
     earlier = (
