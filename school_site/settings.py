@@ -920,7 +920,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiTokenRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "api.pagination.StableCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "api.schema.SchoolhouseAutoSchema",
-    "EXCEPTION_HANDLER": "api.views.exception_handler",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
