@@ -1,4 +1,5 @@
-"""A fresh second-factor check before a sensitive action."""
+"""The second factor in front of a page: the gate every page passes, and a fresh check before a
+sensitive action."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 
-from .services import otp_verified_recently
+from .services import confirmed_totp_device, otp_verified_recently, two_factor_pending
+
+
+def two_factor_gate(request: HttpRequest) -> HttpResponse | None:
+    """What an administrator who has typed the password but no code yet gets instead of the
+    page: the authenticator set-up (first time) or the code page, and then back; a JSON 403
+    under /api/. None for everyone else."""
+    if not two_factor_pending(request):
+        return None
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Two-factor verification required."}, status=403)
+    name = "verify" if confirmed_totp_device(request.user) else "setup"
+    target = reverse(f"accounts:two_factor_{name}")
+    return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
 
 
 def otp_recheck_required(view: Callable[..., Any]) -> Callable[..., Any]:

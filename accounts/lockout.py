@@ -1,17 +1,11 @@
-"""What django-axes keys a lockout on: the client address and the typed username."""
+"""What django-axes keys a lockout on, besides the client's address
+(school_site.proxies.client_address, shared with the audit trail): the typed username."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.http import HttpRequest
-
-from audit.context import client_ip as _audit_client_ip
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The address the audit trail records, so a lockout and its audit entries agree."""
-    return _audit_client_ip(request)
 
 
 def username_of(request: HttpRequest | None, credentials: dict[str, Any] | None) -> str | None:

@@ -1,4 +1,5 @@
-"""The session idle timeout and the two-factor gate for administrators."""
+"""The session idle timeout, the two-factor gate for administrators, and no browser copies
+of signed-in pages."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import SESSION_KEY, logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import NoReverseMatch, reverse
 
-from .services import LAST_SEEN_KEY, confirmed_totp_device, two_factor_pending
+from .decorators import two_factor_gate
+from .services import LAST_SEEN_KEY
 
 # Touching the session on every request would write it every request; a minute's
 # precision is plenty for a 30-minute timeout.
@@ -24,7 +26,10 @@ def _exempt_prefixes() -> tuple[str, ...]:
     prefixes = [
         "/accounts/two-factor/",
         "/" + settings.STATIC_URL.lstrip("/"),
-        "/health/",
+        # Probes: they answer by address or token, never by session, and show no details.
+        # Not /health/ itself: its dashboard is for administrators, so it is gated too.
+        "/health/live/",
+        "/health/ready/",
         "/metrics",
     ]
     for name in ("login", "logout"):
@@ -67,10 +72,29 @@ class TwoFactorRequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if two_factor_pending(request) and not request.path_info.startswith(_exempt_prefixes()):
-            if request.path_info.startswith("/api/"):
-                return JsonResponse({"detail": "Two-factor verification required."}, status=403)
-            name = "verify" if confirmed_totp_device(request.user) else "setup"
-            target = reverse(f"accounts:two_factor_{name}")
-            return HttpResponseRedirect(f"{target}?{urlencode({'next': request.get_full_path()})}")
+        if not request.path_info.startswith(_exempt_prefixes()):
+            refused = two_factor_gate(request)
+            if refused is not None:
+                return refused
         return self.get_response(request)
+
+
+class PrivatePagesMiddleware:
+    """No copy of a signed-in user's page is kept: a school computer's back button, or the
+    next person at it, must not show a pupil's profile, a roster or an export from the browser's
+    cache. Responses to signed-in users (a session, or an API token) get `Cache-Control:
+    no-store`; every other dynamic response `private`, so no shared cache between the school
+    and us keeps it. A view that sets its own Cache-Control keeps it. Static files never get
+    here (WhiteNoise answers them earlier)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if "Cache-Control" not in response:
+            # DRF authenticates API tokens inside the view and sets request.user there too.
+            user = getattr(request, "user", None)
+            signed_in = user is not None and user.is_authenticated
+            response["Cache-Control"] = "no-store" if signed_in else "private"
+        return response

@@ -30,6 +30,8 @@ from health_check.base import HealthCheck
 from health_check.views import HealthCheckView
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from accounts.decorators import two_factor_gate
+
 from . import charts, selectors
 from .access import is_monitoring_admin, probe_allowed
 from .checks import Entry, HealthReport, configured_checks, report_from
@@ -104,7 +106,9 @@ async def _refuse_unless_admin_or_probe(request: HttpRequest) -> HttpResponseBas
         return None
     user = await request.auser()
     if await sync_to_async(is_monitoring_admin)(user):
-        return None
+        # An administrator's session counts only after the second factor (accounts'
+        # middleware sends them to the code page first; this holds even without it).
+        return await sync_to_async(two_factor_gate)(request)
     wants_html = "format" not in request.GET and "json" not in request.headers.get("accept", "")
     if not user.is_authenticated and wants_html:
         return redirect_to_login(request.get_full_path())
@@ -124,6 +128,8 @@ def performance(request: HttpRequest) -> HttpResponse:
     """Latency, traffic, slow queries, backups and disk over a window (?hours=1|6|24|168)."""
     if not is_monitoring_admin(request.user):
         raise PermissionDenied("Monitoring is for district administrators.")
+    if refused := two_factor_gate(request):
+        return refused
     try:
         hours = int(request.GET.get("hours", ""))
     except ValueError:

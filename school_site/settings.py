@@ -776,10 +776,31 @@ if _axes_cooloff:
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True  # a good password clears the earlier typos
 AXES_LOCKOUT_TEMPLATE = "accounts/lockout.html"
-# The same client address as the audit trail: the proxy's X-Forwarded-For only from loopback.
-AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+# The client's address, as the audit trail records it (school_site.proxies).
+AXES_CLIENT_IP_CALLABLE = "school_site.proxies.client_address"
 AXES_USERNAME_CALLABLE = "accounts.lockout.username_of"
 AXES_VERBOSE = False
+
+# Reverse proxies (addresses or networks, comma separated) whose X-Forwarded-For is believed:
+# the client is the rightmost address in it that is not one of them. Empty (the default):
+# the header is ignored and the peer is the client. docker/compose.yaml names its nginx.
+import ipaddress as _ipaddress  # noqa: E402
+
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        _ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        _message = f"TRUSTED_PROXIES: {_proxy!r} is not an address or a network (CIDR)."
+        raise ImproperlyConfigured(_message) from _exc
+# First: every later middleware (the audit context, django-axes) sees the client's address.
+MIDDLEWARE.insert(0, "school_site.proxies.ClientAddressMiddleware")
+# Cache-Control: no-store on signed-in pages; right after authentication, so it also covers
+# the redirects of the idle timeout and the two-factor gate (accounts.middleware).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "accounts.middleware.PrivatePagesMiddleware",
+)
 
 # Two-factor (django-otp: TOTP apps plus single-use backup codes) for district and school
 # administrators. OTP_TOTP_ISSUER names the account in the authenticator app.
