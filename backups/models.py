@@ -166,3 +166,34 @@ class RetentionPolicy(models.Model):
             raise ValidationError("A policy that keeps nothing would delete every backup.")
         if self.destination not in {"local", "s3", "gcs"}:
             raise ValidationError({"destination": "Choose local, s3 or gcs."})
+
+
+class MediaObject(models.Model):
+    """The backups' record of one document object: where its encrypted copy was confirmed,
+    and its size and sha256. The hourly increment trusts it instead of asking every
+    destination and the document store about every object every hour; the nightly prune
+    checks it against a listing of each destination and erases the copies of content the
+    documents app has purged."""
+
+    # The name in the document store (`sha256/ab/cd/<sha256>`); the copy is at
+    # `media/objects/<name>` at each destination.
+    name = models.CharField(max_length=300, unique=True)
+    size = models.PositiveBigIntegerField(help_text="Bytes in the document store.")
+    sha256 = models.CharField(
+        max_length=64, blank=True, help_text="Of those bytes; empty if adopted unread."
+    )
+    # ["local", "s3", ...]: destinations where the copy was written and read back.
+    destinations = models.JSONField(default=list, blank=True)
+    copied_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the prune deleted every copy because the document store no longer "
+        "holds the content (purged or erased on request).",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -63,12 +63,12 @@ def verify_backup(run_id: int | None = None, user_id: int | None = None) -> dict
     return {"run": run.pk, "verification": run.verification}
 
 
-@shared_task(name="backups.tasks.prune_backups")
+@shared_task(name="backups.tasks.prune_backups", **BUSY_RETRY)
 def prune_backups() -> dict[str, Any]:
     from .services import backups_prune
 
     report = backups_prune()
-    return {"deleted": report.deleted, "errors": report.errors}
+    return {"deleted": report.deleted, "erased": report.erased, "errors": report.errors}
 
 
 @shared_task(name="backups.tasks.reap_backups")

@@ -159,14 +159,19 @@ class Command(BaseCommand):
                     )
             if media_run is not None:
                 with progress_bar(desc="documents", unit="obj", enabled=verbose) as tick:
-                    restored, skipped = media_restore(
-                        run=media_run, force=options["force"], progress=tick
-                    )
+                    counted = media_restore(run=media_run, force=options["force"], progress=tick)
                 self.stdout.write(
                     self.style.SUCCESS(
-                        f"Media backup #{media_run.pk}: {restored} document object(s) restored, "
-                        f"{skipped} already present."
+                        f"Media backup #{media_run.pk}: {counted.restored} document object(s) "
+                        f"restored, {counted.skipped} already present."
                     )
                 )
+                if counted.erased:
+                    # Purged (or erased on request) after this backup was taken: gone from
+                    # the backups on purpose, and not brought back.
+                    self.stdout.write(
+                        f"{counted.erased} object(s) of this backup were erased since (their "
+                        "documents were purged) and were not restored."
+                    )
         except RestoreRefused as exc:
             raise CommandError(str(exc)) from exc
