@@ -13,7 +13,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from students.tenancy import SchoolAccess, resolve_access
+from students.tenancy import SchoolAccess, activate, resolve_access
 
 from .models import ApiToken
 from .services import api_token_authenticate
@@ -43,7 +43,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token = api_token_authenticate(raw=raw)
         if token is None:
             raise exceptions.AuthenticationFailed("The token is not valid, expired or revoked.")
-        request._request.access = token_access(token)  # type: ignore[attr-defined]
+        request._request.access = activate(token_access(token))  # type: ignore[attr-defined]
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

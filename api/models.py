@@ -55,6 +55,10 @@ class ApiToken(models.Model):
         null=True, blank=True, help_text="Leave empty for a token that does not expire."
     )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Row-level security (students.row_security): the token being checked is read before
+    # its school is known, by the hash of the secret presented.
+    row_security_read_also = "key_hash = current_setting('schoolhouse.token', true)"
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.services import Actor, as_user, audit_record
 from students.models import School, StaffMember
+from students.row_security import acting_for
 from students.tenancy import is_district_admin
 
 from .models import ApiToken
@@ -99,7 +100,9 @@ def api_token_authenticate(*, raw: str) -> ApiToken | None:
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
     digest = token_hash(raw)
-    token = ApiToken.objects.usable().select_related("user").filter(key_hash=digest).first()
+    # Row-level security admits the token of the hash presented before its school is known.
+    with acting_for(token_hash=digest):
+        token = ApiToken.objects.usable().select_related("user").filter(key_hash=digest).first()
     # The lookup is by the hash of a 256-bit secret, so its timing reveals nothing useful;
     # the constant-time compare guards against a future change of the lookup.
     if token is None or not hmac.compare_digest(token.key_hash, digest):
@@ -108,6 +111,7 @@ def api_token_authenticate(*, raw: str) -> ApiToken | None:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        with acting_for([token.school_id], token_hash=digest):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token

@@ -42,6 +42,11 @@ class AuditEvent(models.Model):
 
     objects = AuditEventQuerySet.as_manager()
 
+    # Row-level security (students.row_security): a school's entries to those acting for
+    # it; entries of no school (sign-ins, backups) are the district's own.
+    row_security_columns = ("school_id",)
+    row_security_also = "school_id IS NULL"
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -109,6 +114,9 @@ class ModelChange(AbstractLogEntry):
     student_id = models.BigIntegerField(null=True, blank=True)
 
     objects = ModelChangeManager()
+
+    row_security_columns = ("school_id",)
+    row_security_also = "school_id IS NULL"
 
     class Meta(AbstractLogEntry.Meta):
         verbose_name = "model change"

@@ -12,7 +12,12 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from students.row_security import every_school
+
 from .locking import BackupBusy
+
+# Backups are the district's: each task acts for every school (row-level security), as the
+# media increment and the prune read every school's documents through the ORM.
 
 LIMITS: dict[str, Any] = {
     "soft_time_limit": settings.BACKUP_TIME_LIMIT,
@@ -35,6 +40,7 @@ def _actor(user_id: int | None) -> Any:
 
 
 @shared_task(name="backups.tasks.backup_database", **LIMITS, **BUSY_RETRY)
+@every_school
 def backup_database(trigger: str = "schedule", user_id: int | None = None) -> dict[str, Any]:
     from .services import backup_database_run
 
@@ -43,6 +49,7 @@ def backup_database(trigger: str = "schedule", user_id: int | None = None) -> di
 
 
 @shared_task(name="backups.tasks.backup_media", **LIMITS, **BUSY_RETRY)
+@every_school
 def backup_media(trigger: str = "schedule", user_id: int | None = None) -> dict[str, Any]:
     from .services import backup_media_run
 
@@ -51,6 +58,7 @@ def backup_media(trigger: str = "schedule", user_id: int | None = None) -> dict[
 
 
 @shared_task(name="backups.tasks.verify_backup", **LIMITS, **BUSY_RETRY)
+@every_school
 def verify_backup(run_id: int | None = None, user_id: int | None = None) -> dict[str, Any]:
     """Verify one run, or the latest database backup when no id is given (the weekly job)."""
     from .models import BackupRun
@@ -64,6 +72,7 @@ def verify_backup(run_id: int | None = None, user_id: int | None = None) -> dict
 
 
 @shared_task(name="backups.tasks.prune_backups", **BUSY_RETRY)
+@every_school
 def prune_backups() -> dict[str, Any]:
     from .services import backups_prune
 
@@ -72,6 +81,7 @@ def prune_backups() -> dict[str, Any]:
 
 
 @shared_task(name="backups.tasks.reap_backups")
+@every_school
 def reap_backups() -> list[int]:
     from .services import backup_runs_reap
 

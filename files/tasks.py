@@ -8,6 +8,11 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
+from students.row_security import every_school
+
+# Every task here is the district's: stored objects are content-addressed and shared by the
+# schools' documents, so each acts for every school (row-level security, students.row_security).
+
 
 @shared_task(
     name="files.tasks.scan_stored_object",
@@ -15,6 +20,7 @@ from django.conf import settings
     max_retries=12,
     acks_late=True,
 )
+@every_school
 def scan_stored_object(self: Any, stored_object_id: int) -> str:
     """Scan new content; a scanner that is down is retried with growing delays (up to ~1 h)."""
     from .scanning import ScannerUnavailable
@@ -27,6 +33,7 @@ def scan_stored_object(self: Any, stored_object_id: int) -> str:
 
 
 @shared_task(name="files.tasks.replicate_stored_object", bind=True, max_retries=5)
+@every_school
 def replicate_stored_object(self: Any, stored_object_id: int) -> bool:
     """Copy one object to the hybrid replica; the periodic sweep catches what retries miss."""
     from .services import stored_object_replicate
@@ -40,6 +47,7 @@ def replicate_stored_object(self: Any, stored_object_id: int) -> bool:
 
 
 @shared_task(name="files.tasks.replicate_pending")
+@every_school
 def replicate_pending(limit: int = 500) -> int:
     from .services import stored_objects_replicate_pending
 
@@ -47,6 +55,7 @@ def replicate_pending(limit: int = 500) -> int:
 
 
 @shared_task(name="files.tasks.purge_deleted_documents")
+@every_school
 def purge_deleted_documents() -> dict[str, int]:
     from .services import documents_purge_expired
 
@@ -55,6 +64,7 @@ def purge_deleted_documents() -> dict[str, int]:
 
 
 @shared_task(name="files.tasks.remove_abandoned_uploads")
+@every_school
 def remove_abandoned_uploads() -> int:
     from .services import abandoned_uploads_remove
 
@@ -62,6 +72,7 @@ def remove_abandoned_uploads() -> int:
 
 
 @shared_task(name="files.tasks.report_orphaned_objects")
+@every_school
 def report_orphaned_objects() -> dict[str, Any]:
     from .services import storage_orphans_report
 

@@ -48,7 +48,7 @@ def maintenance_settings() -> dict[str, Any]:
 
     live = dict(connections["default"].settings_dict)
     maintenance = settings.DATABASE_MAINTENANCE
-    if live["ENGINE"] != "django.db.backends.postgresql":
+    if connections["default"].vendor != "postgresql":
         return live
     for key in ("USER", "PASSWORD", "HOST", "PORT"):
         live[key] = maintenance.get(key) or live.get(key)

@@ -1,4 +1,5 @@
-"""Tenancy: attach the user's current school and role to each request as `request.access`."""
+"""Tenancy: attach the user's current school and role to each request as `request.access`,
+and let PostgreSQL's row-level security see only that school for the request's queries."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
-from students.tenancy import SESSION_KEY, SchoolAccess, resolve_access
+from students.row_security import acting_for_nothing
+from students.tenancy import SESSION_KEY, SchoolAccess, activate, resolve_access
 
 
 class CurrentSchoolMiddleware:
@@ -17,8 +19,10 @@ class CurrentSchoolMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         # Lazy: static files, the login page and health probes never pay for the lookup.
         request.access = SimpleLazyObject(lambda: _access(request))  # type: ignore[attr-defined]
-        return self.get_response(request)
+        # A request acts for no school until its access is known, and for none after it.
+        with acting_for_nothing():
+            return self.get_response(request)
 
 
 def _access(request: HttpRequest) -> SchoolAccess | None:
-    return resolve_access(request.user, request.session.get(SESSION_KEY))
+    return activate(resolve_access(request.user, request.session.get(SESSION_KEY)))

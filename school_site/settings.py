@@ -153,6 +153,9 @@ _db["CONN_HEALTH_CHECKS"] = True
 _db["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USING_POSTGRES = _db["ENGINE"] == "django.db.backends.postgresql"
+if USING_POSTGRES:
+    # Django's backend, keeping the row-level security setting current (students.row_security).
+    _db["ENGINE"] = "school_site.postgres"
 
 # Two PostgreSQL roles (README, "Two database roles"): DATABASE_URL is the application's role,
 # subject to row-level security; DATABASE_MAINTENANCE_URL is the tables' owner, which the
@@ -164,6 +167,8 @@ DATABASE_MAINTENANCE = env.db_url_config(
     or env.str("DATABASE_URL", default="")
     or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 )
+# The application's role, to which migrations grant what it needs (students.row_security).
+DATABASE_APP_USER = _db.get("USER", "") if USING_POSTGRES else ""
 # `manage.py` sets this for the commands that run as the maintenance role (school_site.db).
 if env.str("SCHOOLHOUSE_DB_ROLE", default="") == "maintenance" and USING_POSTGRES:
     for _key in ("USER", "PASSWORD", "HOST", "PORT"):
@@ -786,7 +791,7 @@ AXES_VERBOSE = False
 # the header is ignored and the peer is the client. docker/compose.yaml names its nginx.
 import ipaddress as _ipaddress  # noqa: E402
 
-TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+TRUSTED_PROXIES = [p.strip() for p in env.list("TRUSTED_PROXIES", default=[]) if p.strip()]
 for _proxy in TRUSTED_PROXIES:
     try:
         _ipaddress.ip_network(_proxy, strict=False)

@@ -48,6 +48,12 @@ psql_admin "alter role schoolhouse createdb" >/dev/null
 if [ "$(psql_admin "select 1 from pg_database where datname = 'schoolhouse'")" != "1" ]; then
   psql_admin "create database schoolhouse owner schoolhouse" >/dev/null
 fi
+# The application's role (README, "Two database roles"): it owns nothing and bypasses no
+# row-level security; migrations, run as `schoolhouse`, grant it what it needs.
+if [ "$(psql_admin "select 1 from pg_roles where rolname = 'schoolhouse_app'")" != "1" ]; then
+  echo "==> creating PostgreSQL role schoolhouse_app"
+  psql_admin "create role schoolhouse_app login nosuperuser nocreatedb nocreaterole nobypassrls password 'schoolhouse_app'" >/dev/null
+fi
 
 # --- Redis ----------------------------------------------------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then

@@ -163,6 +163,12 @@ class StaffMember(SchoolOwned):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Row-level security (students.row_security): a user's own memberships are read before
+    # any school is chosen, to know which schools they may choose.
+    row_security_read_also = (
+        "user_id = nullif(current_setting('schoolhouse.user', true), '')::bigint"
+    )
+
     class Meta:
         ordering = ["school__name", "user__last_name", "user__first_name"]
         constraints = [

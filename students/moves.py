@@ -19,6 +19,7 @@ from .models import (
     StudentGuardian,
     StudentMove,
 )
+from .row_security import EVERY_SCHOOL, acting_for
 
 PERSONAL_FIELDS = [
     "first_name",
@@ -95,6 +96,22 @@ def student_transfer(
     """
     if to_school.pk == student.school_id:
         raise ValidationError("A transfer goes to another school.")
+    # The one write that spans two schools: row-level security lets it write in both.
+    with acting_for([student.school_id, to_school.pk]):
+        return _transfer(
+            student, to_school, effective_on, reason_code, note, new_student_number, actor
+        )
+
+
+def _transfer(
+    student: Student,
+    to_school: School,
+    effective_on: datetime.date,
+    reason_code: str,
+    note: str,
+    new_student_number: str | None,
+    actor: Actor,
+) -> StudentMove:
     student = Student.objects.select_for_update().get(pk=student.pk)
     _leave(student, effective_on, Student.Status.TRANSFERRED, f"Transferred to {to_school}")
     number = new_student_number or student.student_number
@@ -177,13 +194,17 @@ def earlier_records(*, student: Student, on: datetime.date) -> list[Student]:
     receiving school may see them on `on`: only once the transfer has taken effect."""
     found: list[Student] = []
     current = student
-    while True:
-        move = (
-            StudentMove.objects.filter(new_record=current, effective_on__lte=on)
-            .select_related("student__school", "student__grade_level")
-            .first()
-        )
-        if move is None or move.student in found:
-            return found
-        found.append(move.student)
-        current = move.student
+    # The earlier records are other schools': the chain is read by the new record's id
+    # wherever it leads (row-level security would hide it); callers read what the records
+    # hold inside `acting_for` their schools.
+    with acting_for(EVERY_SCHOOL):
+        while True:
+            move = (
+                StudentMove.objects.filter(new_record=current, effective_on__lte=on)
+                .select_related("student__school", "student__grade_level")
+                .first()
+            )
+            if move is None or move.student in found:
+                return found
+            found.append(move.student)
+            current = move.student

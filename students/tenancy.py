@@ -14,6 +14,7 @@ from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from . import row_security
 from .cache import RECORDS, school_cached, teaching_cache_bypass
 from .identity import identity_cached
 from .models import School, Section, SectionTeacher, StaffMember, Student
@@ -60,6 +61,12 @@ class SchoolAccess:
     @property
     def can_switch_school(self) -> bool:
         return len(self.schools) > 1
+
+    @property
+    def acting_schools(self) -> list[int] | str:
+        """The schools PostgreSQL lets this access's queries see (students.row_security):
+        a district administrator's district, anyone else's current school."""
+        return row_security.EVERY_SCHOOL if self.is_district_admin else [self.school.pk]
 
     @cached_property
     def permissions(self) -> frozenset[str]:
@@ -150,6 +157,14 @@ def _group_permissions(group: str) -> frozenset[str]:
     return frozenset(f"{app}.{code}" for app, code in rows)
 
 
+def activate(access: SchoolAccess | None) -> SchoolAccess | None:
+    """Act for the access's schools for the rest of the request or task (row-level
+    security); no access acts for none."""
+    if access is not None:
+        row_security.act_for(access.acting_schools)
+    return access
+
+
 def is_district_admin(user: User | AnonymousUser) -> bool:
     if not user.is_authenticated:
         return False
@@ -161,12 +176,14 @@ def is_district_admin(user: User | AnonymousUser) -> bool:
 
 
 def _memberships(user: User) -> list[StaffMember]:
-    """The user's active memberships in active schools, their schools loaded, by school name."""
-    return list(
-        StaffMember.objects.filter(user=user, is_active=True, school__is_active=True)
-        .select_related("school")
-        .order_by("school__name")
-    )
+    """The user's active memberships in active schools, their schools loaded, by school name.
+    Read before any school is chosen: row-level security admits a user's own memberships."""
+    with row_security.acting_for(user_id=user.pk):
+        return list(
+            StaffMember.objects.filter(user=user, is_active=True, school__is_active=True)
+            .select_related("school")
+            .order_by("school__name")
+        )
 
 
 def resolve_access(

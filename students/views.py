@@ -27,7 +27,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit.refusals import NOT_ALLOWED, NOT_FOUND, access_refused_record
 from audit.services import audit_record, section_disclosure_record
 
-from . import csv_io, moves, reports, selectors, services
+from . import csv_io, moves, reports, row_security, selectors, services
 from .forms import (
     AttendanceDateForm,
     AttendanceSheetForm,
@@ -165,14 +165,12 @@ def student_detail(request: HttpRequest, access: SchoolAccess, pk: int) -> HttpR
         raise Http404("No such student.") from None
     # FERPA: a school must be able to say who has seen a child's record.
     audit_record(actor=request.user, action="view", target=profile.student)
-    earlier = (
-        [
-            selectors.student_record_summary(student=record)
-            for record in moves.earlier_records(student=profile.student, on=timezone.localdate())
-        ]
-        if profile.transferred_in
-        else []
-    )
+    earlier = []
+    if profile.transferred_in:
+        records = moves.earlier_records(student=profile.student, on=timezone.localdate())
+        # Those records are other schools' rows: read them in those schools alone.
+        with row_security.acting_for([access.school.pk, *(r.school_id for r in records)]):
+            earlier = [selectors.student_record_summary(student=record) for record in records]
     return render(request, "students/student_detail.html", {"profile": profile, "earlier": earlier})
 
 

@@ -37,10 +37,65 @@ from tests.students.factories import (
 
 # Each xdist worker gets its own Redis database for the cache: the test databases of two
 # workers reuse the same primary keys, and `cache.clear()` flushes a whole Redis database.
+# Counted from REDIS_URL's database (1 by default: 9, 10, ...), so runs given other ones apart.
 XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 if settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache":
-    base = settings.CACHES["default"]["LOCATION"].rsplit("/", 1)[0]
-    settings.CACHES["default"]["LOCATION"] = f"{base}/{4 + XDIST_WORKER}"
+    base, _, number = settings.CACHES["default"]["LOCATION"].rpartition("/")
+    settings.CACHES["default"]["LOCATION"] = f"{base}/{(int(number or 0) + 8 + XDIST_WORKER) % 16}"
+
+
+# --- the two database roles ------------------------------------------------------------------
+# The test database is created and migrated by the maintenance role, as in production, and
+# the tests then connect as the application's role, which row-level security binds. Outside
+# requests (factories, services called directly) the tests act for every school; a request
+# acts for its own (the tenancy middleware), so every page test also tests the second wall.
+_APP_CREDENTIALS: dict[str, object] = {}
+
+
+def _use_credentials(credentials: dict[str, object]) -> None:
+    from django.db import connections
+
+    connections["default"].close()
+    connections["default"].settings_dict.update(credentials)
+
+
+def _maintenance_credentials() -> dict[str, object]:
+    return {k: settings.DATABASE_MAINTENANCE[k] for k in ("USER", "PASSWORD", "HOST", "PORT")}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    from django.db import connections
+
+    db = connections["default"].settings_dict
+    if settings.USING_POSTGRES:
+        _APP_CREDENTIALS.update({k: db[k] for k in ("USER", "PASSWORD", "HOST", "PORT")})
+        db.update(_maintenance_credentials())
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker) -> Iterator[None]:
+    one_role = _APP_CREDENTIALS.get("USER") == settings.DATABASE_MAINTENANCE["USER"]
+    if not settings.USING_POSTGRES or one_role:
+        yield
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        # Test-only: transactional tests empty the tables between tests with TRUNCATE.
+        app_role = connection.ops.quote_name(str(_APP_CREDENTIALS["USER"]))
+        cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {app_role}")
+    _use_credentials(_APP_CREDENTIALS)
+    yield
+    _use_credentials(_maintenance_credentials())  # the maintenance role drops what it made
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_act_for_every_school() -> Iterator[None]:
+    from students.row_security import EVERY_SCHOOL, acting_for
+
+    with acting_for(EVERY_SCHOOL):
+        yield
 
 
 def pytest_configure(config) -> None:

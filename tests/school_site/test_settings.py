@@ -73,7 +73,7 @@ def test_postgres_and_redis_from_env(tmp_path) -> None:
         DB_POOL_MIN_SIZE="4",
         REDIS_URL="redis://cache.internal:6379/0",
     )
-    assert s["engine"] == "django.db.backends.postgresql"
+    assert s["engine"] == "school_site.postgres"  # Django's, keeping the RLS setting current
     assert s["options"]["sslmode"] == "require"
     # pool 20 + overflow 30 of the old SQLAlchemy set-up = at most 50, 30 s wait
     assert s["options"]["pool"] == {"min_size": 4, "max_size": 50, "timeout": 30.0}

@@ -13,6 +13,7 @@ from django.utils import timezone
 from api.models import ApiToken
 from api.services import api_token_create
 from students.models import School
+from students.row_security import acting_for
 
 
 class Command(BaseCommand):
@@ -47,17 +48,19 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         days = options["expires_in_days"]
         expires_at = timezone.now() + datetime.timedelta(days=days) if days else None
-        try:
-            token, raw = api_token_create(
-                user=user,
-                school=school,
-                name=options["name"],
-                scope=options["scope"],
-                expires_at=expires_at,
-                actor=None,
-            )
-        except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from exc
+        # Row-level security: the token is written in that school alone.
+        with acting_for([school.pk]):
+            try:
+                token, raw = api_token_create(
+                    user=user,
+                    school=school,
+                    name=options["name"],
+                    scope=options["scope"],
+                    expires_at=expires_at,
+                    actor=None,
+                )
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from exc
         self.stderr.write(
             f"Token {token.prefix}… for {user.get_username()} at {school} "
             f"({token.get_scope_display()}). It is not shown again:"

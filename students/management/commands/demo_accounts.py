@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 
 from students.demo import demo_admin_ensure
 from students.models import StaffMember
+from students.row_security import every_school
 
 
 class Command(BaseCommand):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         "log-ins with their password (DEMO_PASSWORD, or the one generated in var/)."
     )
 
+    @every_school  # the demo district: every school's records
     def handle(self, *args: Any, **options: Any) -> None:
         password = demo_admin_ensure()
         self.stdout.write(self.style.SUCCESS(f"Demo accounts (password for all: {password})"))

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from students.models import AcademicYear, School, Student
 from students.rollover import OUTCOMES, rollover_apply, rollover_plan
+from students.row_security import acting_for
 
 
 def _date(text: str) -> datetime.date:
@@ -59,6 +60,11 @@ class Command(BaseCommand):
         school = School.objects.filter(code=opts["school"]).first()
         if school is None:
             raise CommandError(f"No school with code {opts['school']!r}.")
+        # Row-level security: the command works in that school's records alone.
+        with acting_for([school.pk]):
+            self._rollover(school, opts)
+
+    def _rollover(self, school: School, opts: dict[str, Any]) -> None:
         years = AcademicYear.objects.for_school(school)
         old = (
             years.filter(name=opts["from_year"]).first()

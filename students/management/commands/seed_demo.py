@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from students.demo import demo_data_create
 from students.models import School
+from students.row_security import every_school
 
 
 class Command(BaseCommand):
@@ -36,6 +37,7 @@ class Command(BaseCommand):
             "--if-empty", action="store_true", help="Do nothing if the database has a school."
         )
 
+    @every_school  # the demo district: every school's records
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["schools"] < 1 or opts["students"] < 1:
             raise CommandError("--schools and --students must be at least 1.")

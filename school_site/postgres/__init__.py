@@ -1,0 +1,2 @@
+"""Django's PostgreSQL backend, with the row-level security setting (students.row_security)
+brought up to date before each query."""
