@@ -73,6 +73,33 @@ def test_no_proxy_is_trusted_unless_configured() -> None:
     assert settings.MIDDLEWARE[0] == "school_site.proxies.ClientAddressMiddleware"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "[]"),
+        ("127.0.0.1, 172.28.80.0/24,::1", "['127.0.0.1', '172.28.80.0/24', '::1']"),
+        ("nginx", "ImproperlyConfigured"),
+        ("10.0.0.0/33", "ImproperlyConfigured"),
+    ],
+)
+def test_trusted_proxies_is_read_from_the_environment_and_checked_at_start_up(
+    value, expected
+) -> None:
+    import subprocess
+
+    from tests.helpers import PYTHON, REPO, subprocess_env
+
+    out = subprocess.run(
+        [PYTHON, "-c", "from django.conf import settings; print(settings.TRUSTED_PROXIES)"],
+        cwd=REPO,
+        env=subprocess_env(TRUSTED_PROXIES=value, SCHOOLHOUSE_ENV_FILE="/nonexistent"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert expected in (out.stdout + out.stderr), out.stderr[-500:]
+
+
 # --- direct clients, no proxy trusted: the header changes nothing --------------------------------
 @pytest.mark.django_db
 def test_a_forged_header_neither_unlocks_nor_escapes_the_lockout(world) -> None:
