@@ -55,8 +55,11 @@ _APP_CREDENTIALS: dict[str, object] = {}
 def _use_credentials(credentials: dict[str, object]) -> None:
     from django.db import connections
 
-    connections["default"].close()
-    connections["default"].settings_dict.update(credentials)
+    connection = connections["default"]
+    connection.close()
+    if hasattr(connection, "close_pool"):  # a pool keeps the credentials it was opened with
+        connection.close_pool()
+    connection.settings_dict.update(credentials)
 
 
 def _maintenance_credentials() -> dict[str, object]:
