@@ -43,7 +43,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token = api_token_authenticate(raw=raw)
         if token is None:
             raise exceptions.AuthenticationFailed("The token is not valid, expired or revoked.")
-        request._request.access = activate(token_access(token))  # type: ignore[attr-defined]
+        access = activate(token_access(token), one_school=True)  # a token has one school
+        request._request.access = access  # type: ignore[attr-defined]
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

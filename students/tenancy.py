@@ -157,11 +157,12 @@ def _group_permissions(group: str) -> frozenset[str]:
     return frozenset(f"{app}.{code}" for app, code in rows)
 
 
-def activate(access: SchoolAccess | None) -> SchoolAccess | None:
+def activate(access: SchoolAccess | None, *, one_school: bool = False) -> SchoolAccess | None:
     """Act for the access's schools for the rest of the request or task (row-level
-    security); no access acts for none."""
+    security); no access acts for none. `one_school`: its current school alone, whatever
+    the role (an API token is bound to one school)."""
     if access is not None:
-        row_security.act_for(access.acting_schools)
+        row_security.act_for([access.school.pk] if one_school else access.acting_schools)
     return access
 
 
