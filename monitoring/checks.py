@@ -175,6 +175,24 @@ class MigrationsCheck(_OnRequestThread, HealthCheck):
 
 
 @dataclasses.dataclass
+class RowSecurityCheck(_OnRequestThread, HealthCheck):
+    """The second wall between schools: every school-owned table has its row-level security
+    policy, and the application's role is one the policies bind (students.row_security)."""
+
+    def run_sync(self) -> None:
+        from students.row_security import row_security_problems
+
+        try:
+            errors, warnings = row_security_problems()
+        except DatabaseError as exc:
+            raise ServiceUnavailable("cannot read the database's catalogue") from exc
+        if errors:
+            raise ServiceUnavailable("; ".join(errors))
+        if warnings:
+            raise ServiceWarning("; ".join(warnings))
+
+
+@dataclasses.dataclass
 class BackupCheck(_OnRequestThread, HealthCheck):
     """The last *verified* backup is recent enough.
 
@@ -309,6 +327,7 @@ def configured_checks(*, critical_only: bool = False) -> list[Entry]:
 
     add("database", "database", DatabaseCheck(alias=settings.MONITORING_DB_ALIAS))
     add("migrations", "migrations", MigrationsCheck())
+    add("row_security", "row_security", RowSecurityCheck())
     add(
         "db_pool",
         "db_pool",

@@ -469,7 +469,7 @@ MONITORING_CRITICAL_CHECKS = env.list(
 )
 _MONITORING_CHECK_NAMES = {
     "database", "migrations", "cache", "storage", "celery", "celery_beat",
-    "disk", "memory", "backup", "db_pool",
+    "disk", "memory", "backup", "db_pool", "row_security",
 }  # fmt: skip
 if _unknown_checks := set(MONITORING_CRITICAL_CHECKS) - _MONITORING_CHECK_NAMES:
     raise ImproperlyConfigured(f"MONITORING_CRITICAL_CHECKS: unknown {sorted(_unknown_checks)}")

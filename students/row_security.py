@@ -208,9 +208,7 @@ def row_security_sync(using: str = "default", app_role: str = "") -> list[str]:
             read, write = policy_expressions(model)
             cursor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
             cursor.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
-            cursor.execute(
-                f"CREATE POLICY {POLICY} ON {table} USING ({read}) WITH CHECK ({write})"
-            )
+            cursor.execute(f"CREATE POLICY {POLICY} ON {table} USING ({read}) WITH CHECK ({write})")
             tables.append(model._meta.db_table)
         if app_role:
             _grant(cursor, connection.ops.quote_name(app_role))
@@ -221,9 +219,7 @@ def _grant(cursor: Any, role: str) -> None:
     """The application's role reads and writes rows; it owns nothing, so it can neither
     change a policy nor turn one off."""
     cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-    cursor.execute(
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
-    )
+    cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
     cursor.execute(f"GRANT EXECUTE ON FUNCTION schoolhouse_acting_schools() TO {role}")
     cursor.execute(
@@ -248,3 +244,40 @@ def row_security_sync_after_migrate(using: str = "default", **kwargs: Any) -> No
     # Connected for the students app alone: post_migrate fires per app once the whole plan
     # has run, so every table of every app exists by then.
     row_security_sync(using=using, app_role=app_role())
+
+
+def row_security_problems(using: str = "default") -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the second wall on this connection: a school table without
+    its policy is an error; an application role that the policies do not bind (a superuser,
+    the tables' owner, BYPASSRLS: a one-role install) is a warning. Two catalogue queries."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return [], []  # embedded mode has the application's wall alone (README says so)
+    tables = {m._meta.db_table for m in school_owned_models()}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+            " WHERE c.relname = ANY(%s) AND c.relrowsecurity"
+            " AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)",
+            [sorted(tables), POLICY],
+        )
+        guarded = {row[0] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT r.rolsuper, r.rolbypassrls, current_user,"
+            " EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = 'public'"
+            " AND t.tablename = 'students_student' AND t.tableowner = current_user)"
+            " FROM pg_roles r WHERE r.rolname = current_user"
+        )
+        superuser, bypass, role, owner = cursor.fetchone()
+    errors = []
+    if missing := sorted(tables - guarded):
+        errors.append(f"no row-level security on {', '.join(missing)}: run `manage.py migrate`")
+    warnings = []
+    if superuser or bypass or owner:
+        why = "a superuser" if superuser else "BYPASSRLS" if bypass else "the tables' owner"
+        warnings.append(
+            f"the application connects as {role} ({why}), which row-level security does not"
+            ' bind: give it a role of its own (README, "Two database roles")'
+        )
+    return errors, warnings

@@ -8,6 +8,10 @@ matrix and the API's tenancy tests run again: tests/security/test_second_wall.py
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
+
 import psycopg
 import pytest
 from django.apps import apps
@@ -24,7 +28,7 @@ from students.row_security import (
     school_columns,
     school_owned_models,
 )
-from tests.helpers import running_worker
+from tests.helpers import REPO, running_worker, subprocess_env
 
 pytestmark = [pytest.mark.skipif(not settings.USING_POSTGRES, reason="PostgreSQL only")]
 
@@ -168,3 +172,87 @@ def test_school_owned_models_cover_every_app() -> None:
     assert {"students.student", "files.document", "api.apitoken", "audit.auditevent"} <= labels
     assert "students.school" not in labels
     assert all(apps.get_model(label) for label in labels)
+
+
+@pytest.mark.unit
+@pytest.mark.django_db
+def test_the_health_check_finds_nothing_wrong_with_the_test_database() -> None:
+    from students.row_security import row_security_problems
+
+    errors, warnings = row_security_problems()
+    assert errors == []
+    if _app_role_is_separate():
+        assert warnings == []
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_one_role_install_of_the_previous_release_moves_to_two_roles(tmp_path) -> None:
+    """README's path, on a database as the previous release left it: one role owning and
+    using every table, no policies. The operator creates the application's role, points
+    DATABASE_URL at it and DATABASE_MAINTENANCE_URL at the old one, and runs `migrate`."""
+    if not _app_role_is_separate():
+        pytest.skip("one-role run (DATABASE_URL is the maintenance role)")
+    owner = settings.DATABASE_MAINTENANCE
+    app = connection.settings_dict
+    name = f"sh_roles_{uuid.uuid4().hex[:8]}"
+
+    def url(role: dict) -> str:
+        return f"postgres://{role['USER']}:{role['PASSWORD']}@{role['HOST']}:{role['PORT']}/{name}"
+
+    def manage(*args: str, **env: str) -> str:
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=subprocess_env(DB_POOL="false", SCHOOLHOUSE_TESTING="true", **env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def as_owner() -> psycopg.Connection:
+        return psycopg.connect(
+            host=owner["HOST"], port=owner["PORT"], user=owner["USER"],
+            password=owner["PASSWORD"], dbname=name, autocommit=True,
+        )  # fmt: skip
+
+    admin = psycopg.connect(
+        host=owner["HOST"], port=owner["PORT"], user=owner["USER"],
+        password=owner["PASSWORD"], dbname="postgres", autocommit=True,
+    )  # fmt: skip
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        one_role = {"DATABASE_URL": url(owner), "DATABASE_MAINTENANCE_URL": ""}
+        manage("migrate", "--noinput", **one_role)
+        with as_owner() as db:  # as the previous release left it: no policies
+            db.execute("DROP FUNCTION schoolhouse_acting_schools() CASCADE")
+            for table in [m._meta.db_table for m in school_owned_models()]:
+                db.execute(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY')
+        manage(
+            "seed_demo", "--schools", "2", "--students", "6", "--attendance-days", "2", **one_role
+        )
+        with as_owner() as db:
+            before = db.execute("SELECT school_id, count(*) FROM students_student GROUP BY 1")
+            counts = dict(before.fetchall())
+        assert len(counts) == 2
+
+        two_roles = {"DATABASE_URL": url(app), "DATABASE_MAINTENANCE_URL": url(owner)}
+        manage("migrate", "--noinput", **two_roles)
+
+        with psycopg.connect(
+            host=app["HOST"], port=app["PORT"], user=app["USER"], password=app["PASSWORD"],
+            dbname=name, autocommit=True,
+        ) as db:  # fmt: skip
+            assert db.execute("SELECT count(*) FROM students_student").fetchone() == (0,)
+            for school, count in counts.items():
+                db.execute("SELECT set_config('schoolhouse.schools', %s, false)", [f"{{{school}}}"])
+                seen = db.execute("SELECT school_id, count(*) FROM students_student GROUP BY 1")
+                assert dict(seen.fetchall()) == {school: count}
+        with as_owner() as db:  # nothing was lost on the way
+            after = db.execute("SELECT school_id, count(*) FROM students_student GROUP BY 1")
+            assert dict(after.fetchall()) == counts
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
