@@ -1,6 +1,8 @@
 """One entry point for the benchmarks: `python -m bench <name> [options]`.
 
 load              the load benchmark (locust, gunicorn, cache on/off, saturation)
+rls               the load benchmark's scenario and saturation with and without row-level
+                  security, side by side in one run
 soak              the staff scenario for a long while, with a backup and a verify inside
 backup            bench/backup_bench.py (backups)
 sqlite-migration  bench/sqlite_migration.py (moving from SQLite to PostgreSQL)
@@ -29,6 +31,10 @@ def main() -> int:
         from bench.load.run import main as load_main
 
         return load_main(rest)
+    if name == "rls":
+        from bench.load.rls import main as rls_main
+
+        return rls_main(rest)
     if name == "soak":
         from bench.soak import main as soak_main
 

@@ -132,3 +132,20 @@ def soak_update(soak_markdown: str) -> None:
     else:
         section = f"{section.strip()}\n\n{block}\n"
     _write(head, section, tail)
+
+
+def block_update(mark: str, heading: str, markdown: str) -> None:
+    """Put `markdown` in the "## Load" section under `heading`, between two `mark` lines
+    (replacing the previous run's; what follows the second mark is kept), after NOTES_MARK
+    so that a later `bench load` run keeps it."""
+    head, section, tail = _split()
+    if NOTES_MARK not in section:
+        section = f"{section.strip()}\n\n{NOTES_MARK}\n"
+    block = f"{mark}\n{markdown.strip()}\n{mark}"
+    if section.count(mark) >= 2:
+        start = section.index(mark)
+        end = section.index(mark, start + 1) + len(mark)
+        section = section[:start] + block + section[end:]
+    else:
+        section = f"{section.strip()}\n\n{heading}\n\n{block}\n"
+    _write(head, section, tail)

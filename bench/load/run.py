@@ -316,6 +316,12 @@ def saturation(
         say(f"  {total['rps']:.1f} req/s, p95 {total['p95']} ms, {total['failures']} errors")
         if (total["p95"] or 0) > P95_LIMIT_MS:
             break  # crossed: more users would only lengthen the run
+    return results, p95_crossing(results)
+
+
+def p95_crossing(results: list[dict[str, Any]]) -> float | None:
+    """The requests/s at which p95 crosses P95_LIMIT_MS, linear between the two steps
+    around it; None if it never does."""
     crossing = None
     for low, high in zip(results, results[1:], strict=False):
         if (low["p95"] or 0) <= P95_LIMIT_MS < (high["p95"] or 0):
@@ -323,7 +329,7 @@ def saturation(
             crossing = low["rps"] + (high["rps"] - low["rps"]) * (P95_LIMIT_MS - low["p95"]) / span
     if crossing is None and results and (results[0]["p95"] or 0) > P95_LIMIT_MS:
         crossing = results[0]["rps"]
-    return results, (round(crossing, 1) if crossing is not None else None)
+    return round(crossing, 1) if crossing is not None else None
 
 
 # ---------------------------------------------------------------------------------------------
