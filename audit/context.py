@@ -10,6 +10,8 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 
+from school_site.proxies import client_address
+
 
 @dataclass(frozen=True)
 class RequestOrigin:
@@ -38,12 +40,9 @@ def current_origin() -> RequestOrigin | None:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR is the proxy's address behind nginx; gunicorn's forwarded_allow_ips makes
-    # it trust X-Forwarded-For from the proxy only, so the first hop here is the client's.
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded and request.META.get("REMOTE_ADDR") in {"127.0.0.1", "::1"}:
-        return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    # One answer for the lockout, the trail and the allowlists: forwarded addresses only
+    # from TRUSTED_PROXIES, the rightmost hop that is not ours (school_site.proxies).
+    return client_address(request)
 
 
 class AuditContextMiddleware:

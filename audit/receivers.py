@@ -24,16 +24,25 @@ def _school_ids(user_id: int | None) -> list[int | None]:
     if user_id is None:
         return [None]
     from students.models import StaffMember
+    from students.row_security import acting_for
 
-    ids: list[int | None] = list(
-        StaffMember.objects.filter(user_id=user_id).values_list("school_id", flat=True).distinct()
-    )
+    # Before (or without) a school: row-level security admits a user's own memberships.
+    with acting_for(user_id=user_id):
+        ids: list[int | None] = list(
+            StaffMember.objects.filter(user_id=user_id)
+            .values_list("school_id", flat=True)
+            .distinct()
+        )
     return ids or [None]
 
 
 def _record_per_school(*, user_id: int | None, **kwargs: Any) -> None:
+    from students.row_security import acting_for
+
     for school_id in _school_ids(user_id):
-        audit_record(school_id=school_id, **kwargs)
+        # Each school's trail gets its entry, whatever school the request acts for.
+        with acting_for(None if school_id is None else [school_id]):
+            audit_record(school_id=school_id, **kwargs)
 
 
 def on_logged_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import models, transaction
 
+from students.row_security import acting_for
+
 from .context import current_origin
 from .models import AuditEvent
 
@@ -41,7 +43,10 @@ def audit_record(
         changes=changes,
         actor_repr=actor_repr,
     )
-    event.save(force_insert=True)
+    # The trail records what its callers hand it: an entry goes to the school it concerns,
+    # whatever school the caller acts for (row-level security would refuse it otherwise).
+    with acting_for(None if event.school_id is None else [event.school_id]):
+        event.save(force_insert=True)
     return event
 
 
@@ -71,12 +76,13 @@ def _event(
             # An account's event (password change, 2FA) belongs to the school it works at.
             from students.models import StaffMember
 
-            school_id = (
-                StaffMember.objects.filter(user_id=target.pk)
-                .order_by("pk")
-                .values_list("school_id", flat=True)
-                .first()
-            )
+            with acting_for(user_id=target.pk):  # a user's own memberships, in any school
+                school_id = (
+                    StaffMember.objects.filter(user_id=target.pk)
+                    .order_by("pk")
+                    .values_list("school_id", flat=True)
+                    .first()
+                )
     origin = current_origin()
     real_actor = as_user(actor)
     return AuditEvent(
