@@ -15,11 +15,14 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from audit.refusals import NOT_ALLOWED, NOT_FOUND, access_refused_record
+from students.row_security import is_policy_refusal
 
 from .views import exception_handler as answer
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_policy_refusal(exc):  # PostgreSQL's wall refused another school's row
+        exc = exceptions.PermissionDenied("Not allowed.")
     response = answer(exc, context)
     if response is not None:
         _record_refusal(exc, context)

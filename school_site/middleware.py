@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
-from students.row_security import acting_for_nothing
+from students.row_security import acting_for_nothing, is_policy_refusal
 from students.tenancy import SESSION_KEY, SchoolAccess, activate, resolve_access
 
 
@@ -22,6 +24,24 @@ class CurrentSchoolMiddleware:
         # A request acts for no school until its access is known, and for none after it.
         with acting_for_nothing():
             return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A row another school owns, refused by PostgreSQL itself (the second wall held
+        where the first did not): "not allowed", audited as a refusal, never a 500 that
+        shows SQL."""
+        if not is_policy_refusal(exception):
+            return None
+        from audit.refusals import NOT_ALLOWED, access_refused_record
+
+        access = getattr(request, "access", None)
+        access_refused_record(
+            request=request,
+            reason=NOT_ALLOWED,
+            school_id=access.school.pk if access else None,
+            kwargs=getattr(getattr(request, "resolver_match", None), "kwargs", None),
+            detail="refused by row-level security",
+        )
+        return response_for_exception(request, PermissionDenied("Not allowed."))
 
 
 def _access(request: HttpRequest) -> SchoolAccess | None:

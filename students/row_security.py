@@ -134,6 +134,15 @@ def acting_params(values: tuple[str, str, str]) -> list[str]:
     return list(values)
 
 
+def is_policy_refusal(exc: BaseException) -> bool:
+    """Whether a database error is a row-level security policy refusing a row (SQLSTATE
+    42501 with the policy's message): a page or the API answers it as "not allowed"."""
+    for error in (exc, exc.__cause__):
+        if getattr(error, "sqlstate", None) == "42501" and "row-level security" in str(error):
+            return True
+    return False
+
+
 # --- the policies ------------------------------------------------------------------------------
 ACTING_SCHOOLS_FUNCTION = """
 CREATE OR REPLACE FUNCTION schoolhouse_acting_schools() RETURNS bigint[]

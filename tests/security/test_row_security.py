@@ -256,3 +256,33 @@ def test_a_one_role_install_of_the_previous_release_moves_to_two_roles(tmp_path)
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.mark.unit
+@pytest.mark.django_db
+def test_a_row_the_policy_refuses_answers_403_and_is_audited_never_a_500(
+    world, other_world, rf
+) -> None:
+    from types import SimpleNamespace
+
+    from audit.models import AuditEvent
+    from school_site.middleware import CurrentSchoolMiddleware
+
+    with acting_for([world.school.pk]):
+        with pytest.raises(ProgrammingError) as refused, transaction.atomic():
+            Student.objects.create(
+                school=other_world.school, student_number="X-2", first_name="A", last_name="B"
+            )
+        request = rf.post("/students/")
+        request.user = world.registrar
+        request.access = SimpleNamespace(school=world.school)
+        response = CurrentSchoolMiddleware(lambda r: None).process_exception(
+            request, refused.value
+        )
+    assert response is not None and response.status_code == 403
+    assert b"row-level" not in response.content and b"INSERT" not in response.content
+    entry = AuditEvent.objects.get(action="access_refused")
+    assert entry.actor == world.registrar and entry.school_id == world.school.pk
+    assert entry.changes["detail"] == "refused by row-level security"
+    # Anything else is not the middleware's to answer.
+    assert CurrentSchoolMiddleware(lambda r: None).process_exception(request, ValueError()) is None
