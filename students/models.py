@@ -238,7 +238,7 @@ class SectionTeacher(SchoolOwned):
     starts_on = models.DateField(null=True, blank=True)
     ends_on = models.DateField(null=True, blank=True)
 
-    objects = SectionTeacherQuerySet.as_manager()
+    objects = SectionTeacherQuerySet.as_manager()  # type: ignore[misc]
 
     class Meta:
         constraints = [

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from django.apps import apps as global_apps
 from django.conf import settings
 from django.db import connections
+from django.db.models import Model
 
 POLICY = "schoolhouse_school_wall"
 EVERY_SCHOOL = "*"
@@ -156,7 +157,7 @@ $$
 """
 
 
-def school_columns(model: type) -> list[str]:
+def school_columns(model: type[Model]) -> list[str]:
     """The model's school columns: its foreign keys to School, or the plain integer columns
     it names in `row_security_columns` (the audit trail outlives the rows it describes)."""
     if declared := getattr(model, "row_security_columns", ()):
@@ -165,11 +166,11 @@ def school_columns(model: type) -> list[str]:
     return [
         f.column
         for f in model._meta.local_fields
-        if f.many_to_one and f.related_model is school and f.concrete
+        if f.many_to_one and f.related_model is school and f.column
     ]
 
 
-def school_owned_models() -> list[type]:
+def school_owned_models() -> list[type[Model]]:
     """Every concrete model with a school column (School itself is the tenant)."""
     return [
         model
@@ -178,7 +179,7 @@ def school_owned_models() -> list[type]:
     ]
 
 
-def policy_expressions(model: type) -> tuple[str, str]:
+def policy_expressions(model: type[Model]) -> tuple[str, str]:
     """(USING, WITH CHECK) of the model's policy."""
     columns = school_columns(model)
     # In a scalar subquery the function runs once per statement (an InitPlan), not per row.

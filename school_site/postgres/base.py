@@ -28,7 +28,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super().get_new_connection(conn_params)
 
     def _cursor(self, name: str | None = None) -> Any:
-        cursor = super()._cursor(name)
+        cursor = super()._cursor(name)  # type: ignore[misc]
         values = acting_value()
         # In a failed transaction the statement would fail too (and a rollback to a
         # savepoint asks for a cursor there): the rollback resets what we know.
@@ -43,9 +43,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return cursor
 
     def _rollback(self) -> None:
-        super()._rollback()
+        super()._rollback()  # type: ignore[misc]
         self.acting_applied = None
 
     def _savepoint_rollback(self, sid: str) -> None:
-        super()._savepoint_rollback(sid)
+        super()._savepoint_rollback(sid)  # type: ignore[misc]
         self.acting_applied = None
