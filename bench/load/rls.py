@@ -135,11 +135,13 @@ def connection_roles() -> dict[str, dict[str, int]]:
     return out
 
 
-def connections_check(when: str) -> dict[str, dict[str, int]]:
-    """Each server's connections are its role's, and only its role's. Raises if not."""
+def connections_check(when: str, loaded: str) -> dict[str, dict[str, int]]:
+    """Each server's connections are its role's only, and the server just loaded has some
+    (an idle one may have none yet: its pool opens on the first request). Raises if not."""
     seen = connection_roles()
     for server, role in ROLE_OF.items():
-        if set(seen.get(server, {})) != {role}:
+        roles = set(seen.get(server, {}))
+        if roles - {role} or (server == loaded and not roles):
             raise SystemExit(f"{when}: {server} should connect as {role} only, seen {seen}")
     return seen
 
@@ -176,7 +178,12 @@ def others_running() -> list[str]:
     out = subprocess.run(
         ["ps", "-eo", "pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True
     ).stdout.splitlines()[1:]
-    return [line.strip()[:160] for line in out[:6] if float(line.split()[0]) >= 1.0]
+    busy = []
+    for line in out:
+        cpu, _etime, command = line.split(None, 2)
+        if float(cpu) >= 1.0 and "bench rls" not in command and not command.startswith("ps "):
+            busy.append(f"{cpu} % CPU: {command[:120]}")
+    return busy[:6]
 
 
 def set_config_timing(loops: int = 3000) -> dict[str, float]:
@@ -246,8 +253,9 @@ def scenario_round(
             k: round((db_after[k] - db_before[k]) / all_requests, 2) for k in db_after
         },
         "load_at_start": round(load, 2),
-        "per_route": {r["name"]: r["p95"] for r in result.rows},
-        "connections": connections_check(f"after scenario round {n}"),
+        "per_route_p95": {r["name"]: r["p95"] for r in result.rows},
+        "per_route_queries": {k: round(v, 2) for k, v in per_route.items()},
+        "connections": connections_check(f"after scenario round {n}", server.name),
     }
     say(
         f"  round {n} {server.name}: {row['rps']} req/s, p95 {row['p95']} ms, "
@@ -289,7 +297,8 @@ def saturation_interleaved(
             )
         if all((r[-1]["p95"] or 0) > P95_LIMIT_MS for r in rows.values()):
             break  # both crossed
-    connections_check("after saturation")
+    for server in servers:
+        connections_check("after saturation", server.name)
     return rows
 
 
@@ -314,9 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     host = machine()
     others = others_running()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    # BENCH_COMMIT: a checkout made with `git archive` (away from others' edits) has no .git.
+    commit = (
+        os.environ.get("BENCH_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    )
     say(f"machine: {host['cores']} cores ({host['cpu']}), load {host['load']}; commit {commit}")
     for line in others:
         say(f"  also running: {line}")
@@ -347,6 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(off)
         say(f"gunicorn: {on.url} (rls-on), {off.url} (rls-off), {WORKERS} x {THREADS} each")
 
+        # A fresh server's first minute (imports, template loading, each worker's first
+        # connections) is not what is compared: both get the same short run first.
+        say("priming both servers (not measured)")
+        for server in (on, off):
+            run_locust(
+                host=server.url,
+                plan=plan,
+                users=8,
+                spawn_rate=8,
+                duration="20s",
+                csv_prefix=out / f"priming-{server.name}",
+                think=(0.0, 0.0),
+            )
         order = [on, off, off, on] * args.pairs
         say(
             f"scenario: {args.users} users, {args.duration} s measured after the ramp-up and "
