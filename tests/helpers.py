@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.db import connection
 
@@ -85,3 +86,17 @@ def running_worker(queue: str, log_path: Path, *extra: str) -> Iterator[subproce
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def maintenance_cursor() -> Iterator[Any]:
+    """A cursor on the test database as the maintenance role (the tables' owner), in
+    autocommit: for what the application's role may not do (create a table), as the
+    operator's tools would."""
+    import psycopg
+
+    from backups.pipeline import pg_params
+    from school_site.db import maintenance_settings
+
+    with psycopg.connect(**pg_params(maintenance_settings()), autocommit=True) as conn:
+        yield conn.cursor()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from tests.emulators import REGION, S3_KEY, S3_SECRET  # noqa: F401  (used below)
 
@@ -128,10 +127,12 @@ def table_digests(params: dict[str, str], *, skip: set[str]) -> dict[str, str]:
 
 
 def live_params() -> dict[str, str]:
-    """libpq parameters of the database this test runs against."""
+    """libpq parameters of the database this test runs against, as the maintenance role (the
+    tables' owner) that backups use: every school's rows, and the right to create databases."""
     from backups.pipeline import pg_params
+    from school_site.db import maintenance_settings
 
-    return pg_params(connection.settings_dict)
+    return pg_params(maintenance_settings())
 
 
 def pg_url(params: dict[str, str]) -> str:

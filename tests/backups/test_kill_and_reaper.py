@@ -10,13 +10,12 @@ import subprocess
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from backups.models import BackupRun
 from backups.services import backup_runs_reap
 from tests.backups.conftest import S3_KEY, S3_SECRET
-from tests.helpers import REPO, child_database_url, subprocess_env
+from tests.helpers import REPO, child_database_url, maintenance_cursor, subprocess_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -25,13 +24,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def filler():
     """About 60 MB of text in the test database: at zstd level 19 the child needs many
     seconds for it, a window in which to kill it."""
-    with connection.cursor() as cur:
+    with maintenance_cursor() as cur:  # the application's role creates no tables
         cur.execute(
             "CREATE TABLE backup_kill_filler AS SELECT g AS id, md5(g::text) || md5((g * 7)::text)"
             " || md5((g * 13)::text) AS junk FROM generate_series(1, 500000) g"
         )
     yield
-    with connection.cursor() as cur:
+    with maintenance_cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS backup_kill_filler")
 
 

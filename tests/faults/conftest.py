@@ -327,22 +327,21 @@ FILLER_TABLE = "fault_filler"
 def filler_table(django_db_setup, django_db_blocker) -> Iterator[str]:
     """About 29 MB of hard-to-compress text (md5 hex) in the test database, created once.
     Not a Django model, so the flush between transactional tests leaves it in place."""
-    from django.db import connection
+    from tests.helpers import maintenance_cursor
 
+    # The application's role creates no tables: the maintenance role (the owner) does.
     with django_db_blocker.unblock():
-        with connection.cursor() as cur:
+        with maintenance_cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {FILLER_TABLE}")
             cur.execute(
                 f"CREATE TABLE {FILLER_TABLE} AS SELECT g AS id, md5(g::text) || "  # noqa: S608
                 "md5((g * 7)::text) || md5((g * 13)::text) AS junk "
                 "FROM generate_series(1, 300000) g"
             )
-        connection.close()
     yield FILLER_TABLE
     with django_db_blocker.unblock():
-        with connection.cursor() as cur:
+        with maintenance_cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {FILLER_TABLE}")
-        connection.close()
 
 
 # Tables a backup writes to (its run row, the audit trail, request figures): everything else
