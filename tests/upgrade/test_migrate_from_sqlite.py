@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from django.apps import apps
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connections
 
+from school_site.db import maintenance_settings
 from tests.helpers import PYTHON, REPO, subprocess_env
 from upgrade.sqlite_to_postgres import (
     MigrationFailed,
@@ -87,7 +88,7 @@ def sqlite_source(tmp_path: Path) -> Path:
 
 
 def _admin_dsn(dbname: str) -> str:
-    s = connection.settings_dict
+    s = maintenance_settings()
     return (
         f"host={s['HOST']} port={s['PORT']} user={s['USER']} password={s['PASSWORD']} "
         f"dbname={dbname}"
@@ -100,7 +101,8 @@ def target() -> Iterator[str]:
     name = f"upgrade_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_admin_dsn("postgres"), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    config = {**connection.settings_dict, "NAME": name, "TEST": {}}
+    # As the maintenance role, as `manage.py migrate_from_sqlite` connects: it owns the schema.
+    config = {**maintenance_settings(), "NAME": name, "TEST": {}}
     config["OPTIONS"] = {k: v for k, v in config["OPTIONS"].items() if k != "pool"}
     connections.settings["upgrade_target"] = config
     try:
