@@ -6,6 +6,8 @@ The middleware in `school_site.middleware` attaches a `SchoolAccess` to every re
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -86,43 +88,45 @@ class SchoolAccess:
         """A teacher's students: an indexed query over their classes, cached under the
         school's records version (enrolments and class teachers are records: every change
         to them moves it on, as for the identity cache in students.identity)."""
-        # A teacher always has a StaffMember row (resolve_access builds it from one).
-        staff = self.staff
-        assert staff is not None  # noqa: S101 - resolve_access builds a teacher from a row
-
-        today = timezone.localdate()  # teaching assignments start and end on given days
-
-        def read() -> frozenset[int]:
-            taught = Student.objects.for_school(self.school).taught_by(staff, on=today)  # type: ignore[attr-defined]
-            return frozenset(taught.values_list("pk", flat=True))
-
-        if teaching_cache_bypass():
-            return read()
-        return school_cached(
-            self.school.pk,
-            f"taught-by:{staff.pk}:{today.isoformat()}",
-            read,
-            settings.IDENTITY_CACHE_TIMEOUT,
-            topics=(RECORDS,),
+        return self._teaching_today(
+            "taught-by",
+            lambda staff, today: (
+                Student.objects.for_school(self.school)
+                .taught_by(staff, on=today)  # type: ignore[attr-defined]
+                .values_list("pk", flat=True)
+            ),
         )
 
     @cached_property
     def taught_section_ids(self) -> frozenset[int]:
         """The sections a teacher teaches today (assignments within their dates: a substitute
         before or after theirs teaches nothing), cached like `taught_student_ids`."""
+        return self._teaching_today(
+            "teaches",
+            lambda staff, today: (
+                SectionTeacher.objects.filter(staff=staff)
+                .current(today)
+                .values_list("section_id", flat=True)
+            ),
+        )
+
+    def _teaching_today(
+        self, name: str, ids: Callable[[StaffMember, datetime.date], Iterable[int]]
+    ) -> frozenset[int]:
+        """Ids that follow from the teacher's assignments today, cached per teacher and day
+        under the school's records version (assignments start and end on given days)."""
         staff = self.staff
         assert staff is not None  # noqa: S101 - resolve_access builds a teacher from a row
         today = timezone.localdate()
 
         def read() -> frozenset[int]:
-            links = SectionTeacher.objects.filter(staff=staff).current(today)
-            return frozenset(links.values_list("section_id", flat=True))
+            return frozenset(ids(staff, today))
 
         if teaching_cache_bypass():
             return read()
         return school_cached(
             self.school.pk,
-            f"teaches:{staff.pk}:{today.isoformat()}",
+            f"{name}:{staff.pk}:{today.isoformat()}",
             read,
             settings.IDENTITY_CACHE_TIMEOUT,
             topics=(RECORDS,),
