@@ -196,7 +196,11 @@ def set_config_timing(loops: int = 3000) -> dict[str, float]:
 
     school = psql("SELECT min(id) FROM students_school", db=LOAD_DB)
     times: dict[str, list[float]] = {"set_config": [], "SELECT 1": []}
-    with psycopg.connect(role_url(APP_ROLE), password=APP_ROLE, autocommit=True) as conn:
+    # Client-side binding and nothing prepared, as Django's backend sends statements.
+    with psycopg.connect(
+        role_url(APP_ROLE), autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        conn.prepare_threshold = None
         for n in range(loops):
             values = [f"{{{school}}}" if n % 2 else "", str(n), ""]
             started = time.perf_counter()

@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +148,93 @@ def explain(pages_: list[dict[str, Any]], db: str, repeat: int) -> list[dict[str
     return rows
 
 
+PLPGSQL_FUNCTION = """
+CREATE OR REPLACE FUNCTION schoolhouse_acting_schools() RETURNS bigint[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE acting text := coalesce(current_setting('schoolhouse.schools', true), '');
+BEGIN
+    IF acting = '' THEN RETURN '{}'::bigint[];
+    ELSIF acting = '*' THEN RETURN ARRAY(SELECT id FROM students_school);
+    END IF;
+    RETURN acting::bigint[];
+END $$
+"""
+# The same test written into the policies of the three tables the queries read, without a
+# function call: the planner plans the InitPlan with the query.
+_ACTING = (
+    "(SELECT CASE WHEN coalesce(current_setting('schoolhouse.schools', true), '') IN ('', '*')"
+    " THEN '{}'::bigint[] ELSE current_setting('schoolhouse.schools', true)::bigint[] END)"
+)
+INLINE_POLICIES = [
+    f"DROP POLICY schoolhouse_school_wall ON {table}; CREATE POLICY schoolhouse_school_wall ON "
+    f"{table} USING (current_setting('schoolhouse.schools', true) = '*'"
+    f" OR school_id = ANY ({_ACTING}::bigint[]))"
+    for table in ("students_student", "students_enrollment", "students_section")
+]
+FUNCTION_QUERIES = {
+    "one table": "SELECT id, first_name FROM students_student WHERE school_id = %s AND id = %s",
+    "three tables": (
+        "SELECT s.id, c.name FROM students_student s"
+        " JOIN students_enrollment e ON e.student_id = s.id AND e.ended_on IS NULL"
+        " JOIN students_section c ON c.id = e.section_id"
+        " WHERE s.school_id = %s AND s.id = %s"
+    ),
+}
+
+
+def function_cost(db: str, plan: list[dict[str, Any]], loops: int) -> dict[str, Any]:
+    """Median round trip (µs) of two small queries as the owner, as the application's role
+    with the policies' SQL function, and as the application's role with the same function
+    in PL/pgSQL: one superuser session, SET LOCAL ROLE, the PL/pgSQL version created inside
+    a transaction that is rolled back. Client-side binding, as Django's backend sends them
+    (nothing prepared: every statement is planned)."""
+    import psycopg
+
+    person = next(p for p in plan if p["students"])
+    school, pupil = person["school_id"], person["students"][0]
+    out: dict[str, Any] = {}
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, dbname=db, user="postgres", cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        conn.prepare_threshold = None
+        for variant in (
+            "owner",
+            "app, SQL function",
+            "app, PL/pgSQL function",
+            "app, policy without a function",
+        ):
+            with conn.transaction(force_rollback=True):
+                if variant.endswith("PL/pgSQL function"):
+                    conn.execute(PLPGSQL_FUNCTION)
+                if variant.endswith("without a function"):
+                    for sql in INLINE_POLICIES:
+                        conn.execute(sql)
+                role = OWNER if variant == "owner" else APP_ROLE
+                conn.execute(f"SET LOCAL ROLE {role}")
+                conn.execute(
+                    "SELECT set_config('schoolhouse.schools', %s, true)", [f"{{{school}}}"]
+                )
+                for name, sql in FUNCTION_QUERIES.items():
+                    times = []
+                    for _ in range(loops):
+                        started = time.perf_counter()
+                        conn.execute(sql, [school, pupil]).fetchall()
+                        times.append(time.perf_counter() - started)
+                    out[f"{name}: {variant}"] = round(statistics.median(times) * 1e6, 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load.rls_explain")
     parser.add_argument("plan", type=Path)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--function-loops",
+        type=int,
+        default=2000,
+        help="round trips of each small query for the policy function's cost (0: skip)",
+    )
     args = parser.parse_args()
     plan = json.loads(args.plan.read_text())
     # No cache: every query of the page runs. Nothing here sends a task (port 1: nothing).
@@ -161,7 +244,8 @@ def main() -> None:
     captured = capture(plan)
     db = env["DATABASE_URL"].rsplit("/", 1)[1]
     rows = explain(captured, db, args.repeat)
-    text = json.dumps(rows, indent=2)
+    functions = function_cost(db, plan, args.function_loops) if args.function_loops else {}
+    text = json.dumps({"pages": rows, "function": functions}, indent=2)
     if args.out:
         args.out.write_text(text)
     for r in rows:
@@ -171,6 +255,8 @@ def main() -> None:
             f"{r.get(f'{APP_ROLE} plan', 0):.2f} + {r.get(f'{APP_ROLE} exec', 0):.2f} ms "
             f"(plan + run); {len(r['plans differ'])} plans differ"
         )
+    for name, us in functions.items():
+        print(f"{name}: {us} µs")
 
 
 if __name__ == "__main__":
