@@ -8,6 +8,10 @@ in-process with the cache off (every query runs) and its queries captured; each 
 then run with EXPLAIN ANALYZE on two connections, one as `schoolhouse` and one as
 `schoolhouse_app` acting for the page's school and user, alternating, `--repeat` times.
 Medians of planning and execution time per page, and the queries whose plan differs.
+
+Then the policy function's own cost (`--function-loops`): two small queries timed as the
+owner, as the application's role, and as it with the function in PL/pgSQL or with no
+function (each variant created inside a transaction that is rolled back).
 """
 
 from __future__ import annotations
