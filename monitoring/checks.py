@@ -48,6 +48,7 @@ CHECK_NAMES = frozenset(
         "memory",
         "backup",
         "db_pool",
+        "row_security",
     }
 )
 

@@ -23,7 +23,7 @@ import difflib
 import io
 import operator
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -847,7 +847,7 @@ def student_import_apply(*, school: School, plan: ImportPlan, actor: Actor) -> I
                 ]
             )
     except IntegrityError as exc:
-        raise ImportFailed(_integrity_message(exc)) from exc
+        raise ImportFailed(_integrity_message(exc, school=school, plan=plan)) from exc
     except DatabaseError as exc:
         raise ImportFailed(f"The database refused the import, so nothing was saved: {exc}") from exc
     return result
@@ -980,14 +980,16 @@ def _apply(school: School, plan: ImportPlan, actor: Actor) -> ImportResult:
     )
 
 
-def _integrity_message(exc: IntegrityError) -> str:
+def _integrity_message(exc: IntegrityError, *, school: School, plan: ImportPlan) -> str:
     """Name what the database refused, in the file's terms where it can be recognised."""
     diag = getattr(exc.__cause__, "diag", None)
     constraint = getattr(diag, "constraint_name", None) or ""
     detail = getattr(diag, "message_detail", None) or str(exc)
     if constraint == "student_unique_number_per_school":
         match = re.search(r"\(school_id, student_number\)=\(\d+, (.*)\) already exists", detail)
-        number = match.group(1) if match else "in the file"
+        # Under row-level security PostgreSQL leaves the key out of the message: the number
+        # is then the file's new one that appears twice in it or exists by now.
+        number = match.group(1) if match else _number_taken(school, plan) or "in the file"
         return (
             f"Student number {number} was added by someone else while the import ran, so "
             "nothing was imported. Check the file again."
@@ -995,3 +997,12 @@ def _integrity_message(exc: IntegrityError) -> str:
     return (
         f"The database refused the import, so nothing was saved ({constraint or 'error'}): {detail}"
     )
+
+
+def _number_taken(school: School, plan: ImportPlan) -> str | None:
+    new = [row.student_number for row in plan.rows if row.existing_student_id is None]
+    twice = [number for number, seen in Counter(new).items() if seen > 1]
+    if twice:
+        return twice[0]
+    taken = Student.objects.for_school(school).filter(student_number__in=new)
+    return taken.values_list("student_number", flat=True).order_by("student_number").first()

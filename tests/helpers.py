@@ -30,6 +30,14 @@ def child_database_url() -> str:
     return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
+def child_maintenance_url() -> str:
+    """The same database as the maintenance role (the tables' owner)."""
+    from school_site.db import maintenance_settings
+
+    s = maintenance_settings()
+    return f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """The environment for a child Django process: this one's, minus test-only switches."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
@@ -42,6 +50,13 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         }
     )
     env.update(overrides)
+    if "DATABASE_URL" in overrides and "DATABASE_MAINTENANCE_URL" not in overrides:
+        # A child given a database of its own is one role there, unless it is this test's
+        # database: its maintenance role must never be this run's on another server.
+        own = (
+            connection.vendor == "postgresql" and overrides["DATABASE_URL"] == child_database_url()
+        )
+        env["DATABASE_MAINTENANCE_URL"] = child_maintenance_url() if own else ""
     return {k: v for k, v in env.items() if v is not None}
 
 
