@@ -228,6 +228,7 @@ def test_a_one_role_install_of_the_previous_release_moves_to_two_roles(tmp_path)
         manage("migrate", "--noinput", **one_role)
         with as_owner() as db:  # as the previous release left it: no policies
             db.execute("DROP FUNCTION schoolhouse_acting_schools() CASCADE")
+            db.execute("DROP FUNCTION schoolhouse_acting_for_every_school() CASCADE")
             for table in [m._meta.db_table for m in school_owned_models()]:
                 db.execute(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY')
         manage(
