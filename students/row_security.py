@@ -1,6 +1,6 @@
 """The second wall between schools: PostgreSQL row-level security on every school-owned table.
 
-Every table with a foreign key to `School` gets one policy, `schoolhouse_school_wall`, that
+Every table with a school column gets one policy, `schoolhouse_school_wall`, that
 admits a row only when its school is one the current session acts for. What a session acts
 for is the setting `schoolhouse.schools`: a PostgreSQL array of school ids (`{3}`), `*` for
 every school, or empty (nothing: the default, so a forgotten setting fails closed). The
@@ -126,13 +126,7 @@ def every_school(func: F) -> F:
 
 # The database backend (school_site.postgres) sends this before a cursor whenever the values
 # differ from those the connection last got.
-SET_ACTING_SQL = ", ".join(f"set_config('{name}', %s, false)" for name in SETTINGS).join(
-    ("SELECT ", "")
-)
-
-
-def acting_params(values: tuple[str, str, str]) -> list[str]:
-    return list(values)
+SET_ACTING_SQL = "SELECT " + ", ".join(f"set_config('{name}', %s, false)" for name in SETTINGS)
 
 
 def is_policy_refusal(exc: BaseException) -> bool:

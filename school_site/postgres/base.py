@@ -16,7 +16,7 @@ from typing import Any
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
 
-from students.row_security import SET_ACTING_SQL, acting_params, acting_value
+from students.row_security import SET_ACTING_SQL, acting_value
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -38,7 +38,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and self.connection.info.transaction_status != TransactionStatus.INERROR
         ):
             with self.wrap_database_errors:
-                self.connection.execute(SET_ACTING_SQL, acting_params(values))
+                self.connection.execute(SET_ACTING_SQL, list(values))
             self.acting_applied = values
         return cursor
 
