@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .run import P95_LIMIT_MS, ROUTES, LocustResult, p95_crossing, queries_between, run_locust
+from .run import (
+    P95_LIMIT_MS,
+    ROUTES,
+    LocustResult,
+    p95_crossing,
+    queries_between,
+    run_locust,
+    saturation_step,
+)
 from .services import (
     LOAD_DB,
     OWNER,
@@ -275,26 +283,9 @@ def saturation_interleaved(
     rows: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
     for i, users in enumerate(steps):
         for server in servers if i % 2 == 0 else servers[::-1]:
-            result = run_locust(
-                host=server.url,
-                plan=plan,
-                users=users,
-                spawn_rate=max(users, 1),
-                duration=f"{step_seconds}s",
-                csv_prefix=out / f"saturation-{users:03d}-{server.name}",
-                think=(0.0, 0.0),
-            )
-            total = result.total
-            rows[server.name].append(
-                {
-                    "users": users,
-                    "rps": round(total["rps"], 1),
-                    "p50": total["p50"],
-                    "p95": total["p95"],
-                    "failures": total["failures"],
-                    "load": f"{os.getloadavg()[0]:.2f}",
-                }
-            )
+            prefix = out / f"saturation-{users:03d}-{server.name}"
+            total = saturation_step(server, plan, prefix, users, step_seconds)
+            rows[server.name].append(total)
             say(
                 f"  {users} users {server.name}: {total['rps']:.1f} req/s, "
                 f"p95 {total['p95']} ms, {total['failures']} errors"

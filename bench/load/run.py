@@ -293,30 +293,38 @@ def saturation(
     results = []
     for users in steps:
         say(f"saturation: {users} users, no think time, {step_seconds} s")
-        result = run_locust(
-            host=server.url,
-            plan=plan,
-            users=users,
-            spawn_rate=max(users, 1),
-            duration=f"{step_seconds}s",
-            csv_prefix=out / f"saturation-{users:03d}",
-            think=(0.0, 0.0),
-        )
-        total = result.total
         results.append(
-            {
-                "users": users,
-                "rps": round(total["rps"], 1),
-                "p50": total["p50"],
-                "p95": total["p95"],
-                "failures": total["failures"],
-                "load": f"{os.getloadavg()[0]:.2f}",
-            }
+            saturation_step(server, plan, out / f"saturation-{users:03d}", users, step_seconds)
         )
+        total = results[-1]
         say(f"  {total['rps']:.1f} req/s, p95 {total['p95']} ms, {total['failures']} errors")
         if (total["p95"] or 0) > P95_LIMIT_MS:
             break  # crossed: more users would only lengthen the run
     return results, p95_crossing(results)
+
+
+def saturation_step(
+    server: Gunicorn, plan: Path, csv_prefix: Path, users: int, step_seconds: int
+) -> dict[str, Any]:
+    """One closed-loop step without think time: its requests/s, p50, p95 and errors, and
+    the machine's load when it ended."""
+    total = run_locust(
+        host=server.url,
+        plan=plan,
+        users=users,
+        spawn_rate=max(users, 1),
+        duration=f"{step_seconds}s",
+        csv_prefix=csv_prefix,
+        think=(0.0, 0.0),
+    ).total
+    return {
+        "users": users,
+        "rps": round(total["rps"], 1),
+        "p50": total["p50"],
+        "p95": total["p95"],
+        "failures": total["failures"],
+        "load": f"{os.getloadavg()[0]:.2f}",
+    }
 
 
 def p95_crossing(results: list[dict[str, Any]]) -> float | None:
