@@ -104,20 +104,20 @@ _ABSENCE_COLUMNS = (
 )
 
 
-def _dashboard_attendance(school: School, today: datetime.date) -> dict[str, Any]:
+def _attendance_figures(
+    marks: QuerySet[AttendanceRecord], absences: QuerySet[AttendanceRecord], today: datetime.date
+) -> dict[str, Any]:
+    """This week's and today's attendance of `marks`, and the last week's absences among
+    `absences`: the dashboard's attendance part, for a school or for a teacher's classes."""
     week_start = today - datetime.timedelta(days=today.weekday())
-    window = AttendanceRecord.objects.for_school(school).filter(
-        date__gte=week_start, date__lte=today
-    )
-    stats = window.aggregate(
+    stats = marks.filter(date__gte=week_start, date__lte=today).aggregate(
         week_total=Count("id"),
         week_present=Count("id", filter=Q(status__in=PRESENT_LIKE)),
         today_total=Count("id", filter=Q(date=today)),
         today_present=Count("id", filter=Q(date=today, status__in=PRESENT_LIKE)),
     )
     recent = list(
-        AttendanceRecord.objects.for_school(school)
-        .filter(
+        absences.filter(
             date__gte=today - datetime.timedelta(days=7),
             date__lte=today,
             status=AttendanceRecord.Status.ABSENT,
@@ -126,6 +126,11 @@ def _dashboard_attendance(school: School, today: datetime.date) -> dict[str, Any
         .values(*_ABSENCE_COLUMNS)[:10]
     )
     return {"stats": stats, "recent": recent, "at": timezone.now()}
+
+
+def _dashboard_attendance(school: School, today: datetime.date) -> dict[str, Any]:
+    marks = AttendanceRecord.objects.for_school(school)
+    return _attendance_figures(marks, marks, today)
 
 
 def _dashboard_averages(school: School) -> dict[str, Any]:
@@ -216,26 +221,9 @@ def _teacher_attendance(
 ) -> dict[str, Any]:
     """The attendance of the teacher's classes; the absences only of children they teach
     (whose pages they may open)."""
-    school, section_ids = access.school, [pk for pk, _year in classes]
-    week_start = today - datetime.timedelta(days=today.weekday())
-    marks = AttendanceRecord.objects.for_school(school).filter(section_id__in=section_ids)
-    stats = marks.filter(date__gte=week_start, date__lte=today).aggregate(
-        week_total=Count("id"),
-        week_present=Count("id", filter=Q(status__in=PRESENT_LIKE)),
-        today_total=Count("id", filter=Q(date=today)),
-        today_present=Count("id", filter=Q(date=today, status__in=PRESENT_LIKE)),
-    )
-    recent = list(
-        marks.filter(
-            student_id__in=access.taught_student_ids,
-            date__gte=today - datetime.timedelta(days=7),
-            date__lte=today,
-            status=AttendanceRecord.Status.ABSENT,
-        )
-        .order_by("-date", "student__last_name")
-        .values(*_ABSENCE_COLUMNS)[:10]
-    )
-    return {"stats": stats, "recent": recent, "at": timezone.now()}
+    section_ids = [pk for pk, _year in classes]
+    marks = AttendanceRecord.objects.for_school(access.school).filter(section_id__in=section_ids)
+    return _attendance_figures(marks, marks.filter(student_id__in=access.taught_student_ids), today)
 
 
 def _teacher_averages(school: School, classes: list[tuple[int, str]]) -> dict[str, Any]:
