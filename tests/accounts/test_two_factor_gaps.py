@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from tests.accounts.conftest import password_login, redirect_path, totp_code
 from tests.monitoring.conftest import BOTH_DATABASES, PUBLIC_ADDRESS
 from tests.students.factories import district_admin
-from tests.students.test_tenancy import OBJECT_KWARGS, walk
+from tests.students.test_tenancy import reversible_urls
 
 pytestmark = [
     pytest.mark.unit,
@@ -45,23 +45,9 @@ def waiting_for_code(user) -> tuple[Client, TOTPDevice]:
     return client, device
 
 
-def _urls_without_arguments_or_with_known_objects(world) -> list[tuple[str, str]]:
-    from django.urls import get_resolver
-
-    urls = []
-    for name, pattern in walk(get_resolver().url_patterns):
-        if name in OPEN_BEFORE_THE_CODE or name.startswith("djdt:"):
-            continue
-        if not pattern.pattern.regex.groups:
-            urls.append((name, reverse(name)))
-        elif name in OBJECT_KWARGS:
-            urls.append((name, reverse(name, kwargs=OBJECT_KWARGS[name](world))))
-    return urls
-
-
 def test_no_page_answers_before_the_code(world) -> None:
     client, _device = waiting_for_code(world.admin)
-    urls = _urls_without_arguments_or_with_known_objects(world)
+    urls = reversible_urls(world, skip=OPEN_BEFORE_THE_CODE)
     assert len(urls) > 40
     code_page = reverse("accounts:two_factor_verify")
     for name, url in urls:

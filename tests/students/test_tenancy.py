@@ -3,7 +3,7 @@ other school's objects, answers 403 or 404 to every role of the first school."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from django.contrib import admin
@@ -76,6 +76,21 @@ def walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
             yield from walk(p.url_patterns, ns)
         elif isinstance(p, URLPattern) and p.name:
             yield f"{prefix}{p.name}", p
+
+
+def reversible_urls(world: SchoolWorld, *, skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(name, path) of every named URL of the URLconf that takes no arguments, or whose
+    arguments OBJECT_KWARGS gives for `world`'s objects; not the debug toolbar's, nor `skip`."""
+    skip = set(skip)
+    urls = []
+    for name, pattern in walk(get_resolver().url_patterns):
+        if name in skip or name.startswith("djdt:"):
+            continue
+        if not pattern.pattern.regex.groups:
+            urls.append((name, reverse(name)))
+        elif name in OBJECT_KWARGS:
+            urls.append((name, reverse(name, kwargs=OBJECT_KWARGS[name](world))))
+    return urls
 
 
 def urls_with_arguments() -> list[str]:
