@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.services import audit_record
 
-from .models import BackupRun, RetentionPolicy
+from .models import BackupRun, RestorePoint, RetentionPolicy
 from .permissions import may_manage_backups
 
 
@@ -48,7 +48,8 @@ def _size(value: int | None) -> str:
 @admin.register(BackupRun)
 class BackupRunAdmin(BackupAdminMixin, admin.ModelAdmin):
     list_display = [
-        "id", "kind", "status", "verification", "started_at", "duration_display",
+        "id", "kind", "backup_type", "label", "status", "verification", "started_at",
+        "duration_display",
         "stored_size_display", "destination_names", "key_id",
     ]  # fmt: skip
     list_filter = ["kind", "status", "verification", "trigger"]
@@ -64,6 +65,8 @@ class BackupRunAdmin(BackupAdminMixin, admin.ModelAdmin):
         ("Database", {"fields": ["engine", "server_version", "schema_hash",
                                  "migrations_display", "row_counts_display"]}),
         ("Media", {"fields": ["objects_copied", "objects_present"]}),
+        ("Physical (pgBackRest)", {"fields": ["backup_type", "label", "prior_label", "wal_start",
+                                              "wal_stop", "lsn_start", "lsn_stop"]}),
         ("Verification", {"fields": ["verification", "verified_at", "verification_display"]}),
     ]  # fmt: skip
 
@@ -107,7 +110,7 @@ class BackupRunAdmin(BackupAdminMixin, admin.ModelAdmin):
                 (
                     (
                         d.get("name"),
-                        d.get("key"),
+                        d.get("key") or d.get("label") or d.get("repo"),
                         "pruned"
                         if d.get("pruned_at")
                         else ("confirmed" if d.get("confirmed") else "not confirmed"),
@@ -248,3 +251,27 @@ class RetentionPolicyAdmin(BackupAdminMixin, admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         audit_record(actor=request.user, action="delete", target=obj)
         super().delete_model(request, obj)
+
+
+@admin.register(RestorePoint)
+class RestorePointAdmin(BackupAdminMixin, admin.ModelAdmin):
+    """Named moments a restore can go back to (`restore_backup --to-restore-point NAME`):
+    made before rollovers, imports and restores, and with `pitr restore-point`."""
+
+    list_display = ["name", "reason", "created_at", "lsn", "school_id", "requested_by"]
+    list_filter = ["reason"]
+    search_fields = ["name", "description"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "name", "reason", "description", "created_at", "lsn", "wal_file", "school_id",
+        "requested_by",
+    ]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the WAL keeps them; the record goes with the retention of the WAL

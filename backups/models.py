@@ -23,6 +23,9 @@ class BackupRunQuerySet(models.QuerySet):
     def media(self) -> BackupRunQuerySet:
         return self.filter(kind=BackupRun.Kind.MEDIA)
 
+    def physical(self) -> BackupRunQuerySet:
+        return self.filter(kind=BackupRun.Kind.PHYSICAL)
+
     def restorable(self) -> BackupRunQuerySet:
         """Runs whose objects were confirmed at every destination (verified or not)."""
         return self.filter(status__in=[BackupRun.Status.SUCCEEDED, BackupRun.Status.VERIFIED])
@@ -39,6 +42,13 @@ class BackupRun(models.Model):
     class Kind(models.TextChoices):
         DATABASE = "database", "Database"
         MEDIA = "media", "Media (documents)"
+        PHYSICAL = "physical", "Physical (pgBackRest)"
+
+    class BackupType(models.TextChoices):
+        NONE = "", "-"
+        FULL = "full", "Full"
+        DIFF = "diff", "Differential"
+        INCR = "incr", "Incremental"
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
@@ -93,6 +103,20 @@ class BackupRun(models.Model):
     # Media increments: how many objects the run copied, and how many were already there.
     objects_copied = models.PositiveIntegerField(null=True, blank=True)
     objects_present = models.PositiveIntegerField(null=True, blank=True)
+    # Physical runs: pgBackRest's own record of the set (`pgbackrest info`).
+    backup_type = models.CharField(
+        max_length=4, choices=BackupType.choices, default=BackupType.NONE, blank=True
+    )
+    label = models.CharField(
+        max_length=60, blank=True, help_text="The repository's backup label (20261201-021500F)."
+    )
+    prior_label = models.CharField(
+        max_length=60, blank=True, help_text="The set a differential or incremental builds on."
+    )
+    wal_start = models.CharField(max_length=24, blank=True, help_text="First WAL segment.")
+    wal_stop = models.CharField(max_length=24, blank=True, help_text="Last WAL segment.")
+    lsn_start = models.CharField(max_length=20, blank=True)
+    lsn_stop = models.CharField(max_length=20, blank=True)
     error = models.TextField(blank=True)
     verification = models.CharField(
         max_length=10, choices=Verification.choices, default=Verification.NONE, blank=True
@@ -197,3 +221,33 @@ class MediaObject(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RestorePoint(models.Model):
+    """A named moment in the WAL (`pg_create_restore_point`) that a restore can go back to:
+    made before risky operations (a year rollover, a CSV import, a restore) and on request."""
+
+    class Reason(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        ROLLOVER = "rollover", "Year rollover"
+        IMPORT = "import", "CSV import"
+        RESTORE = "restore", "Restore"
+
+    name = models.CharField(max_length=63, unique=True)
+    reason = models.CharField(max_length=10, choices=Reason.choices, default=Reason.MANUAL)
+    description = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    lsn = models.CharField(max_length=20)
+    wal_file = models.CharField(max_length=24, blank=True)
+    school_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The school the operation was for, if one."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.created_at:%Y-%m-%d %H:%M:%S})"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from school_site.periodic import PeriodicJob, cron, every
 
 PERIODIC_JOBS = [
@@ -47,3 +49,32 @@ PERIODIC_JOBS = [
         description="Fail runs whose worker died and remove their partial objects.",
     ),
 ]
+
+# Point-in-time recovery (when PITR_PG_DATA is set): pgBackRest archives the WAL all day; a
+# weekly full and a daily differential bound how much WAL a restore replays. Sunday 01:00 is
+# before the 02:15 dump and the 05:00 drill; the differentials run the other six nights.
+if settings.PITR_ENABLED:
+    PERIODIC_JOBS += [
+        PeriodicJob(
+            name="Backups: physical full",
+            task="backups.tasks.backup_physical",
+            schedule=cron(minute="0", hour="1", day_of_week="0"),
+            kwargs={"backup_type": "full", "trigger": "schedule"},
+            description="pgBackRest full backup into every PITR repository.",
+        ),
+        PeriodicJob(
+            name="Backups: physical differential",
+            task="backups.tasks.backup_physical",
+            schedule=cron(minute="0", hour="1", day_of_week="1-6"),
+            kwargs={"backup_type": "diff", "trigger": "schedule"},
+            description="pgBackRest differential backup (changes since the last full).",
+        ),
+        # Every 15 minutes: a broken archive (full disk, lost credentials, a bucket gone)
+        # found within the quarter hour, not at the next restore.
+        PeriodicJob(
+            name="Backups: archiving check",
+            task="backups.tasks.pitr_check",
+            schedule=every(minutes=15),
+            description="pgbackrest check: a WAL segment archived to every repository.",
+        ),
+    ]

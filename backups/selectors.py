@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from django.db.models import QuerySet
@@ -25,7 +26,7 @@ def last_verified_backup_at() -> datetime.datetime | None:
 def last_backup_failed() -> bool:
     """True when the latest finished run of either kind failed, or the latest verification
     of a database backup failed: someone must look."""
-    for kind in (BackupRun.Kind.DATABASE, BackupRun.Kind.MEDIA):
+    for kind in (BackupRun.Kind.DATABASE, BackupRun.Kind.MEDIA, BackupRun.Kind.PHYSICAL):
         latest = (
             BackupRun.objects.filter(kind=kind)
             .exclude(status=BackupRun.Status.RUNNING)
@@ -44,6 +45,76 @@ def last_backup_failed() -> bool:
         .first()
     )
     return checked is not None and checked.verification == BackupRun.Verification.FAILED
+
+
+@dataclasses.dataclass
+class PitrHealth:
+    errors: list[str]
+    warnings: list[str]
+    detail: str
+
+
+PITR_CHECK_CACHE_KEY = "backups:pitr-check"
+
+
+def pitr_health() -> PitrHealth:
+    """Continuous archiving, watched (monitoring's `pitr` check and its alert): PostgreSQL's
+    archiver (`pg_stat_archiver`, and the segments still waiting in archive_status), the
+    newest physical backup's age, and the last `pgbackrest check` of the repositories (run
+    by beat every 15 minutes, `backups.tasks.pitr_check`)."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from .services.physical import archive_status, maintenance_connection, newest_physical_run
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    status = archive_status()
+    waiting: int | None = None
+    try:
+        with maintenance_connection() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+            )
+            waiting = int(cursor.fetchone()[0])
+    except Exception:  # pg_ls_archive_statusdir needs pg_monitor: go without the figure
+        waiting = None
+    archived, failed = status.last_archived_age, status.last_failed_age
+    if status.archive_mode != "on":
+        errors.append(f"archive_mode is {status.archive_mode}: no WAL is archived")
+    elif failed is not None and (archived is None or failed < archived):
+        errors.append(
+            f"archiving fails: WAL {status.last_failed_wal} failed {failed:.0f} s ago "
+            f"({status.failed_count} failed attempts since the statistics were reset)"
+        )
+    if waiting and archived is not None and archived > settings.PITR_MAX_ARCHIVE_AGE_SECONDS:
+        errors.append(
+            f"{waiting} WAL segment(s) wait to be archived; the last was archived "
+            f"{archived:.0f} s ago"
+        )
+    newest = newest_physical_run()
+    backup_text = "no physical backup yet"
+    if newest is None or newest.finished_at is None:
+        warnings.append(backup_text)
+    else:
+        hours = (timezone.now() - newest.finished_at).total_seconds() / 3600
+        backup_text = f"newest physical backup {hours:.1f} h ago ({newest.backup_type})"
+        if hours > settings.PITR_MAX_BACKUP_AGE_HOURS:
+            errors.append(
+                f"the newest physical backup is {hours:.1f} h old "
+                f"(more than {settings.PITR_MAX_BACKUP_AGE_HOURS:g} h)"
+            )
+    check = cache.get(PITR_CHECK_CACHE_KEY)
+    if check and not check.get("ok"):
+        errors.append(f"pgbackrest check failed at {check.get('at')}: {check.get('error')}")
+    archived_text = "never" if archived is None else f"{archived:.0f} s ago"
+    detail = (
+        f"last WAL archived {archived_text}"
+        + ("" if waiting is None else f", {waiting} waiting")
+        + f"; {backup_text}"
+    )
+    return PitrHealth(errors=errors, warnings=warnings, detail=detail)
 
 
 def backup_runs_list(*, kind: str | None = None, limit: int = 50) -> QuerySet[BackupRun]:

@@ -86,3 +86,24 @@ def reap_backups() -> list[int]:
     from .services import backup_runs_reap
 
     return [run.pk for run in backup_runs_reap()]
+
+
+@shared_task(name="backups.tasks.backup_physical", **LIMITS, **BUSY_RETRY)
+@every_school
+def backup_physical(
+    backup_type: str = "diff", trigger: str = "schedule", user_id: int | None = None
+) -> dict[str, Any]:
+    """A pgBackRest full, differential or incremental backup (point-in-time recovery)."""
+    from .services.physical import physical_backup_run
+
+    run = physical_backup_run(backup_type=backup_type, trigger=trigger, actor=_actor(user_id))
+    return {"run": run.pk, "status": run.status, "label": run.label}
+
+
+@shared_task(name="backups.tasks.pitr_check")
+def pitr_check() -> dict[str, Any]:
+    """`pgbackrest check` (a WAL switch archived end to end, every repository answering); the
+    result is kept for the health check, and a failure alerts at once."""
+    from .services.physical import pitr_check_run
+
+    return pitr_check_run()

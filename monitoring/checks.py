@@ -222,6 +222,28 @@ class BackupCheck(_OnRequestThread, HealthCheck):
             )
 
 
+@dataclasses.dataclass
+class PitrCheck(_OnRequestThread, HealthCheck):
+    """Continuous archiving for point-in-time recovery (when PITR_PG_DATA is set): reads
+    `backups.selectors.pitr_health()` (errors, warnings, detail)."""
+
+    detail: str = dataclasses.field(default="", init=False, repr=False)
+
+    def run_sync(self) -> None:
+        health = backups_contract("pitr_health")
+        if health is None:
+            raise ServiceWarning("the backups app reports no archiving figures")
+        try:
+            report = health()
+        except Exception as exc:
+            raise ServiceUnavailable(f"cannot read the archiver: {exc}") from exc
+        self.detail = report.detail
+        if report.errors:
+            raise ServiceUnavailable("; ".join(report.errors))
+        if report.warnings:
+            raise ServiceWarning("; ".join(report.warnings))
+
+
 def backups_contract(name: str) -> Callable[..., Any] | None:
     """A public function of `backups.selectors`, or None while the backups app has none."""
     try:
@@ -358,6 +380,8 @@ def configured_checks(*, critical_only: bool = False) -> list[Entry]:
         "backup",
         BackupCheck(max_age=datetime.timedelta(hours=settings.MONITORING_BACKUP_MAX_AGE_HOURS)),
     )
+    if settings.PITR_ENABLED:
+        add("pitr", "pitr", PitrCheck())
     for path in dict.fromkeys(settings.MONITORING_DISK_PATHS):
         add(
             f"disk:{path}",

@@ -189,13 +189,14 @@ def alert_conditions_get(*, report: HealthReport) -> list[AlertCondition]:
     if database_down:  # these read the database: no verdict until it is back
         conditions += [
             AlertCondition(name, None, "")
-            for name in ("beat_stopped", "error_rate", "backup_failed")
+            for name in ("beat_stopped", "error_rate", "backup_failed", "pitr_archiving")
         ]
         return conditions
     conditions += [
         _check_condition(report, "beat_stopped", "celery_beat"),
         _error_rate_condition(),
         _backup_condition(),
+        _check_condition(report, "pitr_archiving", "pitr"),
     ]
     return conditions
 

@@ -469,7 +469,7 @@ MONITORING_CRITICAL_CHECKS = env.list(
 )
 _MONITORING_CHECK_NAMES = {
     "database", "migrations", "cache", "storage", "celery", "celery_beat",
-    "disk", "memory", "backup", "db_pool", "row_security",
+    "disk", "memory", "backup", "db_pool", "row_security", "pitr",
 }  # fmt: skip
 if _unknown_checks := set(MONITORING_CRITICAL_CHECKS) - _MONITORING_CHECK_NAMES:
     raise ImproperlyConfigured(f"MONITORING_CRITICAL_CHECKS: unknown {sorted(_unknown_checks)}")
@@ -739,6 +739,81 @@ if BACKUP_ALERT_WEBHOOK_URL and not BACKUP_ALERT_WEBHOOK_URL.startswith(("http:/
     raise ImproperlyConfigured("BACKUP_ALERT_WEBHOOK_URL must be an http(s):// URL.")
 # Seconds an administrator's signed download link for a backup object stays valid.
 BACKUP_DOWNLOAD_LINK_MAX_AGE = env.int("BACKUP_DOWNLOAD_LINK_MAX_AGE", default=10 * 60)
+
+# ---------------------------------------------------------------------------------------------
+# --- Point-in-time recovery (backups app, pgBackRest; README "Point-in-time recovery")
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL's data directory as pgBackRest sees it (its pg1-path). Empty: point-in-time
+# recovery is off and only the logical backups above run (always so in embedded mode).
+PITR_PG_DATA = env.str("PITR_PG_DATA", default="")
+PITR_ENABLED = bool(PITR_PG_DATA)
+PITR_STANZA = env.str("PITR_STANZA", default="schoolhouse")
+# How pgBackRest reaches PostgreSQL: on this host through its socket (the default), or, with
+# PITR_PG_HOST, through pgBackRest's TLS server on the database host (docker/, README).
+PITR_PG_HOST = env.str("PITR_PG_HOST", default="")
+PITR_PG_PORT = env.int("PITR_PG_PORT", default=int(DATABASES["default"].get("PORT") or 5432))
+PITR_PG_SOCKET = env.str("PITR_PG_SOCKET", default="/var/run/postgresql")
+PITR_PG_USER = env.str("PITR_PG_USER", default="postgres")
+# The operating-system user that owns the data directory: pgBackRest must run as it. Empty:
+# whoever runs the worker (and the commands) already is that user.
+PITR_OS_USER = env.str("PITR_OS_USER", default="")
+PITR_BIN = env.str("PITR_BIN", default="pgbackrest")
+# Where the generated pgbackrest.conf goes (conf.d/ beside it holds the secrets, mode 0600).
+PITR_CONFIG_DIR = Path(env.str("PITR_CONFIG_DIR", default=str(VAR_DIR / "pgbackrest")))
+# The repository passphrase (one line; `manage.py pitr keys create` writes a random one).
+# Like the backup keyset: keep it out of the repositories and in your secret store too.
+PITR_CIPHER_PASS_FILE = Path(
+    env.str("PITR_CIPHER_PASS_FILE", default=str(VAR_DIR / "keys" / "pitr-passphrase"))
+)
+# The repositories, repo1, repo2... in this order: any of local, s3, gcs.
+PITR_REPOS = env.list("PITR_REPOS", default=["local"])
+if not PITR_REPOS or set(PITR_REPOS) - {"local", "s3", "gcs"}:
+    raise ImproperlyConfigured("PITR_REPOS must list one or more of local, s3, gcs.")
+if len(set(PITR_REPOS)) != len(PITR_REPOS):
+    raise ImproperlyConfigured("PITR_REPOS names a repository twice.")
+PITR_LOCAL_DIR = Path(env.str("PITR_LOCAL_DIR", default=str(VAR_DIR / "pgbackrest-repo")))
+PITR_S3_BUCKET = env.str("PITR_S3_BUCKET", default=BACKUP_S3_BUCKET)
+PITR_S3_PATH = env.str("PITR_S3_PATH", default="/pgbackrest")
+# host[:port] of the S3 API; pgBackRest speaks only TLS to it. Empty: AWS for the region.
+PITR_S3_ENDPOINT = env.str("PITR_S3_ENDPOINT", default="")
+PITR_S3_REGION = env.str("PITR_S3_REGION", default=BACKUP_S3_REGION or "us-east-1")
+PITR_S3_KEY = env.str("PITR_S3_KEY", default=BACKUP_S3_ACCESS_KEY_ID)
+PITR_S3_KEY_SECRET = env.str("PITR_S3_KEY_SECRET", default=BACKUP_S3_SECRET_ACCESS_KEY)
+PITR_S3_URI_STYLE = env.str("PITR_S3_URI_STYLE", default="host")
+PITR_S3_VERIFY_TLS = env.bool("PITR_S3_VERIFY_TLS", default=True)
+PITR_GCS_BUCKET = env.str("PITR_GCS_BUCKET", default=BACKUP_GCS_BUCKET)
+PITR_GCS_PATH = env.str("PITR_GCS_PATH", default="/pgbackrest")
+PITR_GCS_ENDPOINT = env.str("PITR_GCS_ENDPOINT", default="")  # host:port; empty: Google
+# service: PITR_GCS_KEY is a service-account key file; token: PITR_GCS_KEY is a token
+# (the emulator's); auto: the instance's metadata server.
+PITR_GCS_KEY_TYPE = env.str("PITR_GCS_KEY_TYPE", default="service")
+PITR_GCS_KEY = env.str("PITR_GCS_KEY", default="")
+PITR_GCS_VERIFY_TLS = env.bool("PITR_GCS_VERIFY_TLS", default=True)
+PITR_GCS_CHUNK_SIZE = env.int("PITR_GCS_CHUNK_SIZE", default=4 * 1024 * 1024)
+for _repo, _bucket in (("s3", PITR_S3_BUCKET), ("gcs", PITR_GCS_BUCKET)):
+    if PITR_ENABLED and _repo in PITR_REPOS and not _bucket:
+        raise ImproperlyConfigured(f"PITR_REPOS includes {_repo}: set PITR_{_repo.upper()}_BUCKET.")
+if PITR_S3_URI_STYLE not in {"host", "path"}:
+    raise ImproperlyConfigured("PITR_S3_URI_STYLE must be host or path.")
+if PITR_GCS_KEY_TYPE not in {"service", "token", "auto"}:
+    raise ImproperlyConfigured("PITR_GCS_KEY_TYPE must be service, token or auto.")
+# PostgreSQL's archive_timeout (README): a quiet database still ships its WAL this often, so a
+# lost server loses at most this many seconds of committed work.
+PITR_ARCHIVE_TIMEOUT = env.int("PITR_ARCHIVE_TIMEOUT", default=60)
+if not 1 <= PITR_ARCHIVE_TIMEOUT <= 60:
+    raise ImproperlyConfigured("PITR_ARCHIVE_TIMEOUT must be between 1 and 60 seconds.")
+# Parallel compression and transfer processes of a backup or restore; zstd level.
+PITR_PROCESS_MAX = env.int("PITR_PROCESS_MAX", default=2)
+PITR_COMPRESS_LEVEL = env.int("PITR_COMPRESS_LEVEL", default=3)
+# Restores to a moment build their cluster here (a directory per restore) on a free port;
+# `--switch` then starts it as the live one with these commands ({data} is replaced).
+PITR_RESTORE_DIR = Path(env.str("PITR_RESTORE_DIR", default=str(VAR_DIR / "pitr-restores")))
+PITR_PG_BIN = Path(env.str("PITR_PG_BIN", default="/usr/lib/postgresql/15/bin"))
+PITR_STOP_COMMAND = env.str("PITR_STOP_COMMAND", default="")
+PITR_START_COMMAND = env.str("PITR_START_COMMAND", default="")
+# Health: the newest archived WAL and the newest physical backup may be this old.
+PITR_MAX_ARCHIVE_AGE_SECONDS = env.int("PITR_MAX_ARCHIVE_AGE_SECONDS", default=5 * 60)
+PITR_MAX_BACKUP_AGE_HOURS = env.float("PITR_MAX_BACKUP_AGE_HOURS", default=26.0)
 
 # ---------------------------------------------------------------------------------------------
 # --- Accounts and security: lockout, two-factor, security headers (accounts/, issue 7)

@@ -75,4 +75,12 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1'; then
   apt_install libmagic1
 fi
-echo "==> PostgreSQL, Redis and Chromium are ready"
+# --- Point-in-time recovery: pgBackRest archives WAL and takes physical backups; nginx is
+# the TLS front the tests put before the object-store emulators (pgBackRest speaks only TLS).
+missing=()
+command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
+fi
+echo "==> PostgreSQL, Redis, Chromium, pgBackRest and nginx are ready"

@@ -39,6 +39,7 @@ from audit.services import Actor, audit_record
 
 from .cache import school_cache_bump
 from .models import GradeLevel, Guardian, School, Student, StudentGuardian
+from .signals import risky_operation
 
 # ---------------------------------------------------------------------------------------------
 # Columns
@@ -834,6 +835,13 @@ def student_import_apply(*, school: School, plan: ImportPlan, actor: Actor) -> I
         raise ImportFailed("The file has no student rows to import.")
     if plan.school_id != school.pk:
         raise ImportFailed("This import was checked for another school.")
+    risky_operation.send(
+        sender=student_import_apply,
+        reason="import",
+        school_id=school.pk,
+        actor=actor,
+        description=f"before a CSV import of {len(plan.rows)} student(s) into {school}",
+    )
     try:
         with transaction.atomic():
             result = _apply(school, plan, actor)

@@ -27,6 +27,7 @@ from .models import (
     StudentMove,
     Term,
 )
+from .signals import risky_operation
 
 PROMOTED, RETAINED, GRADUATED, WITHDRAWN = "promoted", "retained", "graduated", "withdrawn"
 OUTCOMES = (PROMOTED, RETAINED, GRADUATED, WITHDRAWN)
@@ -166,10 +167,22 @@ def rollover_plan(
     return plan
 
 
-@transaction.atomic
 def rollover_apply(*, plan: RolloverPlan, actor: Actor, make_current: bool = True) -> AcademicYear:
     """Carry out a plan in one transaction: the new year, its terms and classes (with their
-    teachers), every student's outcome, and the switch of the current year."""
+    teachers), every student's outcome, and the switch of the current year. Announced first
+    (`signals.risky_operation`): the backups app marks the moment before it."""
+    risky_operation.send(
+        sender=rollover_apply,
+        reason="rollover",
+        school_id=plan.school.pk,
+        actor=actor,
+        description=f"before the rollover of {plan.school} to {plan.name}",
+    )
+    return _rollover_apply(plan=plan, actor=actor, make_current=make_current)
+
+
+@transaction.atomic
+def _rollover_apply(*, plan: RolloverPlan, actor: Actor, make_current: bool) -> AcademicYear:
     school, old = plan.school, plan.from_year
     if AcademicYear.objects.for_school(school).filter(name=plan.name).exists():
         raise ValidationError(f"The academic year {plan.name} already exists.")

@@ -59,7 +59,73 @@ def backups_prune(*, dry_run: bool = False, actor: Actor = None) -> PruneReport:
                     name=name, runs=runs.restorable(), report=report, dry_run=dry_run, actor=actor
                 )
         media_objects_erase(report=report, dry_run=dry_run, actor=actor)
+        if settings.PITR_ENABLED:
+            _prune_physical(report=report, dry_run=dry_run, actor=actor)
     return report
+
+
+def _chain(run: BackupRun, by_label: dict[str, BackupRun]) -> list[BackupRun]:
+    """The run and the sets it builds on (a differential's full; an incremental's parents)."""
+    chain = [run]
+    while (prior := by_label.get(chain[-1].prior_label)) is not None and prior not in chain:
+        chain.append(prior)
+    return chain
+
+
+def _prune_physical(*, report: PruneReport, dry_run: bool, actor: Actor) -> None:
+    """The same policy for the physical sets of each repository (its name: local, s3, gcs):
+    a kept differential or incremental keeps the sets it builds on, and the newest set is
+    always kept. Sets go with `pgbackrest expire --set`, then a plain `expire` drops the WAL
+    that no kept set needs any more (every moment after the oldest kept set stays
+    reachable)."""
+    from .. import pgbackrest
+
+    tz = timezone.get_current_timezone()
+    for repo in pgbackrest.repos():
+        name = f"physical:{repo.kind}"
+        held = [
+            r
+            for r in BackupRun.objects.physical().restorable().filter(pruned_at__isnull=True)
+            if any(e.get("repo") == repo.name and not e.get("pruned_at") for e in r.destinations)
+        ]
+        if not held:
+            continue
+        by_label = {r.label: r for r in held}
+        keep_ids = runs_to_keep([(r.pk, r.started_at) for r in held], policy_for(repo.kind), tz=tz)
+        keep_ids.add(max(held, key=lambda r: (r.started_at, r.pk)).pk)
+        for run in [r for r in held if r.pk in keep_ids]:
+            keep_ids.update(r.pk for r in _chain(run, by_label))
+        report.kept[name] = sorted(keep_ids)
+        doomed = sorted(
+            (r for r in held if r.pk not in keep_ids), key=lambda r: r.started_at, reverse=True
+        )
+        report.deleted[name] = [r.pk for r in doomed]
+        if dry_run or not doomed:
+            continue
+        for run in doomed:  # the newest first: a set's dependents before the set
+            label = next(e.get("label") for e in run.destinations if e.get("repo") == repo.name)
+            try:
+                pgbackrest.run("expire", f"--repo={repo.index}", f"--set={label}", timeout=3600)
+            except pgbackrest.PgBackRestError as exc:
+                if "does not exist" not in str(exc):  # gone with the set it built on
+                    report.errors.append(f"{name}: run {run.pk} ({label}): {exc}")
+                    continue
+            with transaction.atomic():
+                run.refresh_from_db()
+                now = timezone.now()
+                for entry in run.destinations:
+                    if entry.get("repo") == repo.name:
+                        entry["pruned_at"] = now.isoformat()
+                if all(e.get("pruned_at") for e in run.destinations):
+                    run.pruned_at = now
+                run.save(update_fields=["destinations", "pruned_at"])
+                audit_record(
+                    actor=actor, action="backup_prune", target=run, changes={"destination": name}
+                )
+        try:
+            pgbackrest.run("expire", f"--repo={repo.index}", timeout=3600)
+        except pgbackrest.PgBackRestError as exc:
+            report.errors.append(f"{name}: WAL expiry: {exc}")
 
 
 def _prune_runs(

@@ -35,11 +35,21 @@ class Command(BaseCommand):
             action="store_true",
             help="Back up document objects not yet at the destinations, plus a manifest.",
         )
+        parser.add_argument(
+            "--physical",
+            choices=["full", "diff", "incr"],
+            help=(
+                "A pgBackRest physical backup into every PITR repository instead of a dump "
+                "(point-in-time recovery; README)."
+            ),
+        )
 
     def handle(self, *args: Any, media: bool = False, **options: Any) -> None:
         from backups.services import backup_database_run, backup_media_run
 
         verbose = options["verbosity"] > 0
+        if options.get("physical"):
+            return self._physical(options["physical"], verbose)
         try:
             if media:
                 with progress_bar(desc="documents", unit="obj", enabled=verbose) as tick:
@@ -65,5 +75,37 @@ class Command(BaseCommand):
                 f"Backup #{run.pk} succeeded in {run.duration}: {_size(run.raw_size)} dumped, "
                 f"{_size(run.stored_size)} stored, sha256 {run.sha256[:16]}…, key id {run.key_id}, "
                 f"confirmed at {', '.join(d['name'] for d in run.destinations)}."
+            )
+        )
+
+    def _physical(self, backup_type: str, verbose: bool) -> None:
+        from backups.services.physical import PitrNotConfigured, physical_backup_run
+
+        try:
+            with progress_bar(
+                desc=f"{backup_type} backup", total=100, unit="%", enabled=verbose
+            ) as tick:
+                done = [0.0]
+
+                def progress(percent: float) -> None:
+                    tick(max(0, int(percent - done[0])))
+                    done[0] = max(done[0], float(int(percent)))
+
+                run = physical_backup_run(
+                    backup_type=backup_type, trigger=BackupRun.Trigger.MANUAL, progress=progress
+                )
+        except PitrNotConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        except BackupBusy as exc:
+            self.stderr.write(str(exc))
+            raise SystemExit(2) from exc
+        if run.status != BackupRun.Status.SUCCEEDED:
+            raise CommandError(f"Backup #{run.pk} failed: {run.error}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Physical backup #{run.pk} ({run.get_backup_type_display()}, {run.label}) "
+                f"succeeded in {run.duration}: {_size(run.raw_size)} of database, "
+                f"{_size(run.stored_size)} added to the repository, WAL {run.wal_start} to "
+                f"{run.wal_stop}, in {', '.join(d['repo'] for d in run.destinations)}."
             )
         )

@@ -29,11 +29,39 @@ class Command(BaseCommand):
         "--operator USERNAME (a district administrator) and give a current code from your "
         "authenticator with --otp-token or RESTORE_OTP_TOKEN. An operator with no authenticator "
         'is refused; only in an emergency, --break-glass "reason" lets them go on, recorded in '
-        "the audit trail and alerted to the administrators."
+        "the audit trail and alerted to the administrators. "
+        "Point-in-time recovery (pgBackRest; README): `restore_backup --to-time "
+        "'2026-12-01 10:32:05+00'` (or `--to-time latest`, or `--to-restore-point NAME`) "
+        "builds a NEW cluster from the repository in --data-dir on --port (chosen when not "
+        "given), replays the WAL to that moment and checks it; it stays running beside the "
+        "live one until you drop it. With --switch it then becomes the live database, and the "
+        "live data directory is kept aside until an operator deletes it."
     )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("backup", help="Run id, or 'latest'.")
+        parser.add_argument(
+            "backup", nargs="?", default="", help="Run id, or 'latest' (logical restores)."
+        )
+        pitr = parser.add_argument_group("point-in-time recovery")
+        pitr.add_argument(
+            "--to-time",
+            metavar="MOMENT",
+            default="",
+            help="'2026-12-01 10:32:05+00:00' (with its offset), or 'latest'.",
+        )
+        pitr.add_argument(
+            "--to-restore-point", metavar="NAME", default="", help="A named restore point."
+        )
+        pitr.add_argument(
+            "--data-dir", metavar="DIR", help="Where the new cluster goes (a new directory)."
+        )
+        pitr.add_argument("--port", type=int, help="The new cluster's port (default: a free one).")
+        pitr.add_argument(
+            "--switch",
+            action="store_true",
+            help="Once checked, make the new cluster the live database (the old data "
+            "directory is kept aside).",
+        )
         parser.add_argument(
             "--target-database",
             metavar="URL",
@@ -86,7 +114,15 @@ class Command(BaseCommand):
         from backups.services import RestoreRefused, backup_restore, media_restore
 
         verbose = options["verbosity"] > 0
+        if options["to_time"] or options["to_restore_point"]:
+            return self._to_moment(options, verbose)
+        if options["switch"] or options["data_dir"] or options["port"]:
+            raise CommandError(
+                "--switch, --data-dir and --port go with --to-time or --to-restore-point."
+            )
         ref = options["backup"]
+        if not ref:
+            raise CommandError("Name a backup (an id, or 'latest'), or give --to-time.")
         if options["source"] and options["media"]:
             raise CommandError(
                 "--media needs the run history: restore the database with --source first, then "
@@ -117,28 +153,7 @@ class Command(BaseCommand):
                 )
         say = self.stdout.write if verbose else (lambda message: None)
         # Before anything is touched: a refused operator leaves every database as it was.
-        from accounts.services import OperatorRefused, restore_operator_check
-
-        if not options["operator"]:
-            raise CommandError("Name yourself with --operator USERNAME (a district administrator).")
-        reason = options["break_glass"].strip()
-        try:
-            operator = restore_operator_check(
-                username=options["operator"], token=options["otp_token"], break_glass=bool(reason)
-            )
-        except OperatorRefused as exc:
-            raise CommandError(f"Restore refused: {exc}") from exc
-        if operator.note:
-            self.stderr.write(self.style.WARNING(operator.note))
-        if operator.break_glass and operator.user is not None:
-            from backups.services import BreakGlassRefused, restore_break_glass_record
-
-            try:
-                restore_break_glass_record(
-                    operator=operator.user, reason=reason, runs=[r for r in (run, media_run) if r]
-                )
-            except BreakGlassRefused as exc:
-                raise CommandError(f"Restore refused: {exc}") from exc
+        self._operator(options, runs=[r for r in (run, media_run) if r])
         try:
             if run is not None:
                 with progress_bar(desc="restoring", total=run.stored_size, enabled=verbose) as tick:
@@ -175,3 +190,136 @@ class Command(BaseCommand):
                     )
         except RestoreRefused as exc:
             raise CommandError(str(exc)) from exc
+
+    def _operator(self, options: dict[str, Any], *, runs: list[BackupRun]) -> Any:
+        """The two-factor operator check every restore passes first; returns the user."""
+        from accounts.services import OperatorRefused, restore_operator_check
+
+        if not options["operator"]:
+            raise CommandError("Name yourself with --operator USERNAME (a district administrator).")
+        reason = options["break_glass"].strip()
+        try:
+            operator = restore_operator_check(
+                username=options["operator"], token=options["otp_token"], break_glass=bool(reason)
+            )
+        except OperatorRefused as exc:
+            raise CommandError(f"Restore refused: {exc}") from exc
+        if operator.note:
+            self.stderr.write(self.style.WARNING(operator.note))
+        if operator.break_glass and operator.user is not None:
+            from backups.services import BreakGlassRefused, restore_break_glass_record
+
+            try:
+                restore_break_glass_record(operator=operator.user, reason=reason, runs=runs)
+            except BreakGlassRefused as exc:
+                raise CommandError(f"Restore refused: {exc}") from exc
+        return operator.user
+
+    def _to_moment(self, options: dict[str, Any], verbose: bool) -> None:
+        from pathlib import Path
+
+        from backups.models import RestorePoint
+        from backups.services.physical import PitrNotConfigured, pitr_require, restore_point_before
+        from backups.services.recovery import (
+            RecoveryRefused,
+            recovery_restore,
+            recovery_switch,
+            recovery_target_parse,
+        )
+
+        if options["backup"]:
+            raise CommandError("A restore to a moment takes no backup id: the moment picks it.")
+        try:
+            pitr_require()
+            target = recovery_target_parse(
+                to_time=options["to_time"], to_restore_point=options["to_restore_point"]
+            )
+        except (PitrNotConfigured, RecoveryRefused) as exc:
+            raise CommandError(str(exc)) from exc
+        user = self._operator(options, runs=[])
+        say = self.stdout.write if verbose else (lambda message: None)
+        try:
+            with progress_bar(desc="restoring", total=100, unit="%", enabled=verbose) as tick:
+                done = [0]
+
+                def progress(percent: float) -> None:
+                    tick(max(0, int(percent) - done[0]))
+                    done[0] = max(done[0], int(percent))
+
+                cluster = recovery_restore(
+                    target=target,
+                    data_dir=Path(options["data_dir"]) if options["data_dir"] else None,
+                    port=options["port"],
+                    actor=user,
+                    say=say,
+                    progress=progress,
+                )
+        except (RecoveryRefused, OSError) as exc:
+            raise CommandError(f"Restore to {target} failed: {exc}") from exc
+        except Exception as exc:
+            from backups.pgbackrest import PgBackRestError
+
+            if isinstance(exc, PgBackRestError):
+                raise CommandError(f"Restore to {target} failed: {exc}") from exc
+            raise
+        counts = ", ".join(
+            f"{table.removeprefix('students_')} {n}"
+            for table, n in cluster.row_counts.items()
+            if table
+            in {
+                "students_school",
+                "students_student",
+                "students_attendancerecord",
+                "students_grade",
+                "students_enrollment",
+            }
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Restored to {target} from backup {cluster.backup_label} in {cluster.seconds} s: "
+                f"last transaction {cluster.recovered_to}, timeline {cluster.timeline}; {counts}."
+            )
+        )
+        self.stdout.write(
+            f"The restored cluster runs in {cluster.data_dir} on 127.0.0.1:{cluster.port}."
+        )
+        if not options["switch"]:
+            self.stdout.write(
+                "Inspect it, then stop and delete it, or run again with --switch to make such a "
+                f"restore the live database: pg_ctl -D {cluster.data_dir} stop"
+            )
+            return
+        # Go back to just before the switch is one command too.
+        point = restore_point_before(
+            reason=RestorePoint.Reason.RESTORE,
+            description=f"before the switch to {target}",
+            actor=user,
+        )
+        try:
+            kept = recovery_switch(cluster, actor=user, say=say)
+        except (RecoveryRefused, OSError) as exc:
+            raise CommandError(f"Switch failed: {exc}") from exc
+        if point is not None:
+            # Its row was written to the database just replaced: the restored one, from
+            # before it, does not have it. The WAL does; record it again.
+            from django.contrib.auth import get_user_model
+
+            fields = {
+                f.attname: getattr(point, f.attname)
+                for f in RestorePoint._meta.concrete_fields
+                if f.name not in {"id", "name"}
+            }
+            requester = point.requested_by_id
+            if requester is None or not get_user_model().objects.filter(pk=requester).exists():
+                fields["requested_by_id"] = None  # an account made after the moment restored
+            RestorePoint.objects.get_or_create(name=point.name, defaults=fields)
+            self.stdout.write(
+                f"To go back to just before this restore: restore_backup --to-restore-point "
+                f"{point.name} --switch"
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"The restored cluster is now the live database. The previous data directory is "
+                f"kept at {kept}; delete it once you are satisfied."
+            )
+        )

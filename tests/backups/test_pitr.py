@@ -1,0 +1,152 @@
+"""Point-in-time recovery, end to end on a cluster of the test's own: pgBackRest archives its
+WAL (encrypted, zstd) into a local repository; `backup_now --physical`, `pitr restore-point`
+and `restore_backup --to-time / --to-restore-point [--switch]` run as an operator runs them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import pytest
+
+from tests.backups.pitr import OPERATOR, PitrPlatform, available, operator_code, pitr_platform
+
+pytestmark = [pytest.mark.skipif(bool(available()), reason=available() or "-")]
+
+
+@pytest.fixture(scope="module")
+def platform() -> PitrPlatform:
+    with pitr_platform() as p:
+        yield p
+
+
+def add_students(p: PitrPlatform, prefix: str, n: int) -> datetime.datetime:
+    """n students of North, committed; returns the commit's time (the server's clock)."""
+    p.psql(
+        "INSERT INTO students_student (school_id, student_number, first_name, middle_name, "
+        "last_name, preferred_name, date_of_birth, gender, status, admitted_on, email, phone, "
+        "address, medical_notes, notes, created_at, updated_at) "
+        f"SELECT s.id, '{prefix}' || g, 'First', '', 'Last' || g, '', '2015-01-01', '', "
+        "'active', '2026-09-01', '', '', '', '', '', now(), now() "
+        f"FROM students_school s, generate_series(1, {n}) g WHERE s.code = 'NORTH'"
+    )
+    return datetime.datetime.fromisoformat(p.psql("SELECT clock_timestamp()"))
+
+
+def count(p: PitrPlatform, prefix: str, port: int = 0) -> int:
+    return int(
+        p.psql(
+            f"SELECT count(*) FROM students_student WHERE student_number LIKE '{prefix}%'",
+            port=port,
+        )
+    )
+
+
+def restore(p: PitrPlatform, *args: str, check: bool = True, steps_ahead: int = 0):
+    return p.manage(
+        "restore_backup",
+        *args,
+        "--operator",
+        OPERATOR,
+        "--otp-token",
+        operator_code(steps_ahead),
+        check=check,
+        timeout=900,
+    )
+
+
+def test_setup_archives_and_a_physical_backup_is_recorded(platform: PitrPlatform) -> None:
+    out = platform.manage("pitr", "setup").stdout
+    assert "archives its WAL through pgBackRest" in out
+    # The secrets are apart, readable by the data directory's owner only.
+    secrets = platform.root / "conf" / "conf.d" / "secrets.conf"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    assert "cipher-pass" not in (platform.root / "conf" / "pgbackrest.conf").read_text()
+    done = platform.manage("backup_now", "--physical", "full")
+    assert "Physical backup #" in done.stdout and "(Full," in done.stdout
+    run = json.loads(
+        platform.shell(
+            "import json; from backups.models import BackupRun; "
+            "r = BackupRun.objects.physical().get(); "
+            "print(json.dumps(dict(status=r.status, label=r.label, type=r.backup_type, "
+            "wal=r.wal_start, size=r.raw_size, stored=r.stored_size, dest=r.destinations)))"
+        ).splitlines()[-1]
+    )
+    assert run["status"] == "succeeded" and run["type"] == "full"
+    assert run["label"].endswith("F") and run["wal"] and run["size"] > run["stored"] > 0
+    assert run["dest"] == [
+        {"name": "local", "repo": "repo1", "label": run["label"], "confirmed": True}
+    ]
+    # The repository is encrypted: no file in it starts with zstd's magic or holds a table name.
+    files = [f for f in (platform.root / "repo").rglob("*") if f.is_file()]
+    assert files
+    for f in files:
+        head = f.read_bytes()[:4096]
+        assert not head.startswith(b"\x28\xb5\x2f\xfd") and b"students_student" not in head
+    status = json.loads(platform.manage("pitr", "status", "--json").stdout)
+    assert status["archive"]["archive_mode"] == "on"
+    assert status["archive"]["failed_count"] == 0
+    assert [s["label"] for s in status["sets"]] == [run["label"]]
+
+
+def test_restore_to_a_moment_builds_a_new_cluster_and_leaves_the_live_one(
+    platform: PitrPlatform,
+) -> None:
+    add_students(platform, "A", 30)
+    time.sleep(1.2)
+    moment = add_students(platform, "B", 20)
+    time.sleep(1.2)
+    add_students(platform, "C", 10)  # after the moment: not restored
+    live_before = count(platform, "")
+
+    done = restore(platform, "--to-time", moment.isoformat())
+    assert "Restored to" in done.stdout, done.stdout + done.stderr
+    port = int(done.stdout.split("127.0.0.1:")[1].split(".")[0])
+    assert count(platform, "A", port) == 30
+    assert count(platform, "B", port) == 20
+    assert count(platform, "C", port) == 0
+    # The live cluster is untouched and still takes writes.
+    assert count(platform, "") == live_before
+    add_students(platform, "D", 1)
+    # The restore and its operator are in the audit trail.
+    assert "restore_to_moment" in platform.psql(
+        "SELECT string_agg(action, ',') FROM audit_auditevent WHERE action LIKE 'restore%'"
+    )
+    restored = next((platform.root / "restores").iterdir())
+    platform.ctl("-m", "fast", "stop", data=restored)
+
+
+def test_times_out_of_reach_are_refused_clearly(platform: PitrPlatform) -> None:
+    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
+    done = restore(platform, "--to-time", future, check=False, steps_ahead=1)
+    assert done.returncode == 1 and "is in the future" in done.stderr
+    done = restore(platform, "--to-time", "2001-01-01 00:00:00+00", check=False, steps_ahead=2)
+    assert done.returncode == 1 and "before the oldest backup" in done.stderr
+    done = restore(platform, "--to-time", "yesterday", check=False, steps_ahead=3)
+    assert done.returncode == 1 and "is not a moment" in done.stderr
+    done = restore(platform, "--to-time", "2026-12-01 10:00:00", check=False, steps_ahead=4)
+    assert done.returncode == 1 and "has no time zone" in done.stderr
+
+
+def test_restore_point_then_switch_makes_the_restored_cluster_live(platform: PitrPlatform) -> None:
+    time.sleep(31)  # a fresh TOTP period: each code is accepted once
+    add_students(platform, "E", 5)
+    out = platform.manage("pitr", "restore-point", "before-mistake").stdout
+    assert "Restore point before-mistake" in out
+    platform.psql("DELETE FROM students_student WHERE student_number LIKE 'E%'")  # the mistake
+    done = restore(platform, "--to-restore-point", "before-mistake", "--switch")
+    assert "now the live database" in done.stdout, done.stdout + done.stderr
+    # Same port, the pre-mistake rows back, a new timeline; the old data directory kept.
+    assert count(platform, "E") == 5
+    assert int(platform.psql("SELECT timeline_id FROM pg_control_checkpoint()")) >= 2
+    kept = list(platform.root.glob("data.before-restore-*"))
+    assert len(kept) == 1 and (kept[0] / "PG_VERSION").exists()
+    # The restored cluster archives again, into the same stanza, and a backup can be taken.
+    platform.manage("pitr", "setup")
+    assert "(Differential," in platform.manage("backup_now", "--physical", "diff").stdout
+    # "Just before the switch" was marked too.
+    assert (
+        platform.psql("SELECT count(*) FROM backups_restorepoint WHERE reason = 'restore'") == "1"
+    )
