@@ -155,6 +155,15 @@ def _check_reachable(target: RecoveryTarget) -> None:
     )
 
 
+def recovery_plan(target: RecoveryTarget) -> dict[str, Any]:
+    """The backup set a restore to `target` starts from, after checking that the target can
+    be reached (RecoveryRefused with the moment that would work, if not)."""
+    pitr_require()
+    pgbackrest.write_config()
+    _check_reachable(target)
+    return _choose_set(target, pgbackrest.backup_sets())
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -234,10 +243,7 @@ def recovery_restore(
 ) -> RestoredCluster:
     """Build a new cluster at `target` from the repository and start it on `port` (free if
     not given), checked and running; the live cluster is not touched."""
-    pitr_require()
-    pgbackrest.write_config()
-    _check_reachable(target)
-    chosen = _choose_set(target, pgbackrest.backup_sets())
+    chosen = recovery_plan(target)
     started = timezone.now()
     clock = time.monotonic()
     if data_dir is None:

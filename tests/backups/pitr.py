@@ -56,7 +56,7 @@ class PitrPlatform:
         return f"postgres://{user}{password}@127.0.0.1:{port or self.port}/{dbname}"
 
     def env(self, **overrides: str) -> dict[str, str]:
-        return subprocess_env(
+        values = dict(
             DATABASE_URL=self.url("schoolhouse_app"),
             DATABASE_MAINTENANCE_URL=self.url("schoolhouse"),
             SCHOOLHOUSE_VAR_DIR=str(self.root / "var"),
@@ -72,8 +72,8 @@ class PitrPlatform:
             PITR_ARCHIVE_TIMEOUT="5",
             BACKUP_LOCAL_DIR=str(self.root / "backups"),
             CELERY_TASK_ALWAYS_EAGER="true",
-            **{**self.extra_env, **overrides},
         )
+        return subprocess_env(**{**values, **self.extra_env, **overrides})
 
     def manage(self, *args: str, check: bool = True, timeout: float = 600, **env: str) -> Any:
         done = subprocess.run(
@@ -173,11 +173,21 @@ class PitrPlatform:
             self.ctl("-m", "immediate", "stop", check=False)
 
 
-def operator_code(steps_ahead: int = 0) -> str:
+_last_step = [0]
+
+
+def operator_code() -> str:
+    """A code the operator's device has not accepted yet: each time step's code is accepted
+    once, and one step of drift ahead is tolerated, so after two quick restores this waits
+    for the clock."""
     from django_otp.oath import TOTP
 
+    step = max(int(time.time() // 30), _last_step[0] + 1)
+    while step > int(time.time() // 30) + 1:
+        time.sleep(1)
+    _last_step[0] = step
     totp = TOTP(bytes.fromhex(OPERATOR_KEY), 30, 0, 6, 0)
-    totp.time = time.time() + steps_ahead * 30
+    totp.time = step * 30 + 1
     return f"{totp.token():06d}"
 
 

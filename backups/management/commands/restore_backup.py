@@ -219,9 +219,11 @@ class Command(BaseCommand):
         from pathlib import Path
 
         from backups.models import RestorePoint
+        from backups.pgbackrest import PgBackRestError
         from backups.services.physical import PitrNotConfigured, pitr_require, restore_point_before
         from backups.services.recovery import (
             RecoveryRefused,
+            recovery_plan,
             recovery_restore,
             recovery_switch,
             recovery_target_parse,
@@ -234,7 +236,9 @@ class Command(BaseCommand):
             target = recovery_target_parse(
                 to_time=options["to_time"], to_restore_point=options["to_restore_point"]
             )
-        except (PitrNotConfigured, RecoveryRefused) as exc:
+            # Before the operator's code is spent: a target out of reach says so at once.
+            recovery_plan(target)
+        except (PitrNotConfigured, RecoveryRefused, PgBackRestError) as exc:
             raise CommandError(str(exc)) from exc
         user = self._operator(options, runs=[])
         say = self.stdout.write if verbose else (lambda message: None)
@@ -254,14 +258,8 @@ class Command(BaseCommand):
                     say=say,
                     progress=progress,
                 )
-        except (RecoveryRefused, OSError) as exc:
+        except (RecoveryRefused, PgBackRestError, OSError) as exc:
             raise CommandError(f"Restore to {target} failed: {exc}") from exc
-        except Exception as exc:
-            from backups.pgbackrest import PgBackRestError
-
-            if isinstance(exc, PgBackRestError):
-                raise CommandError(f"Restore to {target} failed: {exc}") from exc
-            raise
         counts = ", ".join(
             f"{table.removeprefix('students_')} {n}"
             for table, n in cluster.row_counts.items()
