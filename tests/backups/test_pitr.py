@@ -13,7 +13,13 @@ import pytest
 
 from tests.backups.pitr import OPERATOR, PitrPlatform, available, operator_code, pitr_platform
 
-pytestmark = [pytest.mark.skipif(bool(available()), reason=available() or "-")]
+# One cluster for the module, its tests in order (each builds on the last), on one worker.
+pytestmark = [
+    pytest.mark.skipif(bool(available()), reason=available() or "-"),
+    pytest.mark.xdist_group(name="pitr"),
+    pytest.mark.timeout(900),
+    pytest.mark.integration,
+]
 
 
 @pytest.fixture(scope="module")
