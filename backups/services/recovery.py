@@ -431,3 +431,154 @@ def recovery_switch(
         changes={"target": str(cluster.target), "kept": str(kept), "backup": cluster.backup_label},
     )
     return kept
+
+
+# --- a new server from nothing but the repository and the keys -------------------------------
+def recovery_new_server(
+    *,
+    target: RecoveryTarget,
+    say: Callable[[str], None] = lambda message: None,
+    progress: Callable[[float], None] | None = None,
+    wait_seconds: float = 3600,
+) -> RestoredCluster:
+    """Disaster recovery onto a server with no database: restore the repository's backup
+    for `target` straight into PITR_PG_DATA (which must be missing or empty), replay the WAL
+    and start the cluster on a private port and socket, checked. Nothing serves the
+    platform yet: `recovery_new_server_open` checks the operator against the restored
+    accounts, then `recovery_new_server_go_live` starts it as the live database."""
+    pitr_require()
+    if target.kind == "name":
+        raise RecoveryRefused(
+            "A new server has no record of restore points: give --to-time (or latest)."
+        )
+    data_dir = Path(settings.PITR_PG_DATA)
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise RecoveryRefused(
+            f"{data_dir} (PITR_PG_DATA) is not empty: this is for a server with no database. "
+            "To go back in time on a running server use restore_backup --to-time."
+        )
+    pgbackrest.write_config()
+    sets = pgbackrest.backup_sets()
+    if target.kind == "time" and target.moment and target.moment > timezone.now():
+        raise RecoveryRefused(f"{target} is in the future (it is now {timezone.now()}).")
+    chosen = _choose_set(target, sets)
+    started = timezone.now()
+    clock = time.monotonic()
+    for directory in (data_dir.parent, data_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _chown(directory)
+    os.chmod(data_dir, 0o700)
+    socket_dir = data_dir.parent / f"{data_dir.name}.recovery.sock"
+    socket_dir.mkdir(exist_ok=True, mode=0o700)
+    _chown(socket_dir)
+    cluster = RestoredCluster(
+        data_dir=data_dir,
+        port=_free_port(),
+        socket_dir=socket_dir,
+        target=target,
+        backup_label=chosen["label"],
+        started_at=started,
+    )
+    args = [
+        "restore",
+        f"--set={chosen['label']}",
+        f"--repo={chosen['database']['repo-key']}",
+        "--archive-mode=off",
+    ]
+    if target.kind == "time":
+        args += ["--type=time", f"--target={target}", "--target-action=promote"]
+    say(f"restoring backup {chosen['label']} into {data_dir}")
+    pgbackrest.run(*args, progress=progress, timeout=wait_seconds)
+    _ensure_config_files(data_dir)
+    say(f"replaying WAL to {target} (private port {cluster.port}, no TCP clients)")
+    options = (
+        f"-p {cluster.port} -c listen_addresses='' "
+        f"-c unix_socket_directories={socket_dir} -c archive_mode=off"
+    )
+    done = _pg_ctl(
+        data_dir, "-l", str(cluster.log), "-o", options, "-w", "-t", str(int(wait_seconds)), "start"
+    )
+    if done.returncode:
+        raise RecoveryRefused(
+            f"The restored cluster did not start: {done.stderr.strip()}\n{_log_tail(cluster.log)}"
+        )
+    _wait_promoted(cluster, wait_seconds)
+    _check(cluster)
+    cluster.seconds = round(time.monotonic() - clock, 1)
+    return cluster
+
+
+def recovery_new_server_open(cluster: RestoredCluster) -> None:
+    """Point this process's database connections at the restored cluster (its private
+    socket, as the cluster's superuser), so that the operator is checked against the
+    accounts it holds and the audit trail is written into it."""
+    for alias in ("default", settings.MONITORING_DB_ALIAS):
+        if alias not in connections:
+            continue
+        connections[alias].close()
+        close_pool = getattr(connections[alias], "close_pool", None)
+        if close_pool is not None:
+            close_pool()  # a pool keeps the old address otherwise
+        connections[alias].settings_dict.update(
+            HOST=str(cluster.socket_dir),
+            PORT=str(cluster.port),
+            USER=settings.PITR_PG_USER,
+            PASSWORD="",
+        )
+    settings.DATABASE_MAINTENANCE = {
+        **settings.DATABASE_MAINTENANCE,
+        "HOST": str(cluster.socket_dir),
+        "PORT": str(cluster.port),
+        "USER": settings.PITR_PG_USER,
+        "PASSWORD": "",
+    }
+
+
+def recovery_new_server_abandon(cluster: RestoredCluster) -> None:
+    """The operator was refused: stop the cluster and leave the server as it was (empty)."""
+    connections.close_all()
+    recovery_stop(cluster)
+    for child in cluster.data_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    shutil.rmtree(cluster.socket_dir, ignore_errors=True)
+
+
+def recovery_new_server_go_live(
+    cluster: RestoredCluster, *, actor: Actor = None, say: Callable[[str], None] = print
+) -> None:
+    """Stop the private instance, turn archiving back on (a new timeline of the same
+    stanza) and start it as the live database with its own configuration."""
+    audit_record(
+        actor=actor,
+        action="restore_new_server",
+        target=None,
+        changes={
+            "target": str(cluster.target),
+            "backup": cluster.backup_label,
+            "recovered_to": cluster.recovered_to.isoformat() if cluster.recovered_to else None,
+            "data_dir": str(cluster.data_dir),
+        },
+    )
+    connections.close_all()
+    recovery_stop(cluster)
+    auto = cluster.data_dir / "postgresql.auto.conf"
+    if auto.exists():
+        kept_lines = [
+            line
+            for line in auto.read_text().splitlines()
+            if not line.replace(" ", "").startswith("archive_mode=")
+        ]
+        auto.write_text("\n".join(kept_lines) + "\n")
+        _chown(auto)
+    say("starting it as the live database")
+    if settings.PITR_START_COMMAND:
+        done = _run_shell(settings.PITR_START_COMMAND.format(data=cluster.data_dir))
+    else:
+        log = cluster.data_dir.parent / f"{cluster.data_dir.name}.log"
+        done = _pg_ctl(cluster.data_dir, "-l", str(log), "-w", "start")
+    if done.returncode:
+        raise RecoveryRefused(f"The restored cluster did not start: {done.stderr.strip()}")
+    shutil.rmtree(cluster.socket_dir, ignore_errors=True)
