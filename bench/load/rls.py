@@ -226,6 +226,7 @@ def scenario_round(
 ) -> dict[str, Any]:
     flush_cache(redis)  # every round starts as cold as the other server's did
     metrics_before, db_before = server.metrics(), db_counters()
+    cpu_before = server_cpu_seconds(server)
     load = os.getloadavg()[0]
     result = run_locust(
         host=server.url,
@@ -236,6 +237,7 @@ def scenario_round(
         csv_prefix=out / f"scenario-{n}-{server.name}",
         warmup=args.warmup,
     )
+    cpu = server_cpu_seconds(server) - cpu_before
     db_after = db_counters()
     per_route = queries_between(metrics_before, server.metrics())
     total = result.total
@@ -265,16 +267,48 @@ def scenario_round(
             k: round((db_after[k] - db_before[k]) / all_requests, 2) for k in db_after
         },
         "load_at_start": round(load, 2),
+        # CPU of the whole round (ramp-up and warm-up included), per response of the round.
+        "cpu_ms_per_request": round(1000 * cpu / all_requests, 2),
         "per_route_p95": {r["name"]: r["p95"] for r in result.rows},
         "per_route_queries": {k: round(v, 2) for k, v in per_route.items()},
         "connections": connections_check(f"after scenario round {n}", server.name),
     }
     say(
         f"  round {n} {server.name}: {row['rps']} req/s, p95 {row['p95']} ms, "
-        f"{row['failures']} errors, {row['django_queries_per_request']} queries/req "
+        f"{row['failures']} errors, {row['cpu_ms_per_request']} ms CPU/req, "
+        f"{row['django_queries_per_request']} queries/req "
         f"(Django), {row['db_per_request']['transactions']} transactions/req (PostgreSQL)"
     )
     return row
+
+
+def server_cpu_seconds(server: Gunicorn) -> float:
+    """CPU seconds used so far by the server's gunicorn processes and by the PostgreSQL
+    backends serving it (by application_name): the cost of its requests, whatever else the
+    machine is doing, unlike throughput on a shared 2-core host."""
+    import psutil
+
+    total = 0.0
+    if server.proc is not None:
+        root = psutil.Process(server.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+    pids = psql(
+        "SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+        f"WHERE application_name LIKE 'bench-{server.name}%'",
+        db=LOAD_DB,
+    ).strip()
+    for pid in filter(None, pids.split(",")):
+        try:
+            t = psutil.Process(int(pid)).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def saturation_interleaved(
@@ -292,14 +326,19 @@ def saturation_interleaved(
         for i, users in enumerate(steps):
             for server in servers if (i + n) % 2 == 0 else servers[::-1]:
                 prefix = out / f"saturation-p{n + 1}-{users:03d}-{server.name}"
+                cpu_before = server_cpu_seconds(server)
                 total = {
                     **saturation_step(server, plan, prefix, users, step_seconds),
                     "pass": n + 1,
                 }
+                cpu = server_cpu_seconds(server) - cpu_before
+                served = total["rps"] * step_seconds
+                total["cpu_ms"] = round(1000 * cpu / served, 2) if served else None
                 rows[server.name].append(total)
                 say(
                     f"  pass {n + 1}, {users} users {server.name}: {total['rps']:.1f} req/s, "
-                    f"p95 {total['p95']} ms, {total['failures']} errors"
+                    f"p95 {total['p95']} ms, {total['cpu_ms']} ms CPU/req, "
+                    f"{total['failures']} errors"
                 )
             if all((r[-1]["p95"] or 0) > P95_LIMIT_MS for r in rows.values()):
                 break  # both crossed
@@ -319,6 +358,7 @@ def saturation_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "rps": round(statistics.mean(r["rps"] for r in group), 1),
             "p95": round(statistics.mean(r["p95"] or 0 for r in group), 1),
             "each_rps": [r["rps"] for r in group],
+            "cpu_ms": round(statistics.mean(r.get("cpu_ms") or 0 for r in group), 2),
         }
         for users, group in sorted(by_users.items())
     ]
@@ -433,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
             "saturation_means": sat_means,
             "saturation_rps": {name: p95_crossing(rows) for name, rows in sat_means.items()},
             "peak_rps": {name: max(r["rps"] for r in rows) for name, rows in sat_means.items()},
+            "cpu_ms": {
+                name: round(statistics.mean(r["cpu_ms"] for r in rows), 2)
+                for name, rows in sat_means.items()
+            },
             "set_config_us": timing,
             "results_dir": str(out.relative_to(REPO)),
         }
@@ -493,20 +537,23 @@ def rls_markdown(s: dict[str, Any]) -> str:
         "before each round:",
         "",
         "| round | server | req/s | p50 ms | p95 ms | p99 ms | p95 from ramp-up's end | "
-        "errors | Django queries/req | PG transactions/req | PG rows returned/req | "
+        "errors | CPU ms/req | Django queries/req | PG transactions/req | PG rows returned/req | "
         "load (1 min) at start |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | --- |" + " ---: |" * 11,
     ]
     for r in s["rounds"]:
         lines.append(
             f"| {r['round']} | {r['server']} | {r['rps']} | {r['p50']} | {r['p95']} "
             f"| {r['p99']} | {r['from_ramp_p95']} | {r['failures']} "
+            f"| {r.get('cpu_ms_per_request', '-')} "
             f"| {r['django_queries_per_request']} | {r['db_per_request']['transactions']} "
             f"| {r['db_per_request']['rows returned']} | {r['load_at_start']} |"
         )
     on_p95, off_p95 = mean("rls-on", "p95"), mean("rls-off", "p95")
     on_rps, off_rps = mean("rls-on", "rps"), mean("rls-off", "rps")
     on_sat, off_sat = s["saturation_rps"]["rls-on"], s["saturation_rps"]["rls-off"]
+    on_cpu = mean("rls-on", "cpu_ms_per_request")
+    off_cpu = mean("rls-off", "cpu_ms_per_request")
     lines += [
         "",
         "| | rls-on | rls-off | on / off |",
@@ -515,11 +562,17 @@ def rls_markdown(s: dict[str, Any]) -> str:
         f"| {_ratio(on_p95, off_p95)} |",
         f"| scenario req/s (mean of rounds) | {on_rps:.1f} | {off_rps:.1f} "
         f"| {_ratio(on_rps, off_rps)} |",
+        f"| scenario CPU ms/req (gunicorn + its backends, mean of rounds) "
+        f"| {on_cpu:.2f} | {off_cpu:.2f} "
+        f"| {_ratio(on_cpu, off_cpu)} |",
         f"| saturation req/s (p95 crosses 500 ms) | {on_sat} | {off_sat} "
         f"| {_ratio(on_sat, off_sat)} |",
         f"| peak req/s (best saturation step) | {s['peak_rps']['rls-on']} "
         f"| {s['peak_rps']['rls-off']} "
         f"| {_ratio(s['peak_rps']['rls-on'], s['peak_rps']['rls-off'])} |",
+        f"| CPU ms per request (gunicorn + its PostgreSQL backends, saturation steps) "
+        f"| {s['cpu_ms']['rls-on']} | {s['cpu_ms']['rls-off']} "
+        f"| {_ratio(s['cpu_ms']['rls-on'], s['cpu_ms']['rls-off'])} |",
         f"| Django queries/req | {mean('rls-on', 'django_queries_per_request'):.2f} "
         f"| {mean('rls-off', 'django_queries_per_request'):.2f} | |",
         f"| PostgreSQL transactions/req | {db_mean('rls-on', 'transactions'):.2f} "
@@ -531,14 +584,16 @@ def rls_markdown(s: dict[str, Any]) -> str:
         "step, alternating which goes first; means of the passes, each pass's req/s in "
         "brackets):",
         "",
-        "| users | rls-on req/s | rls-on p95 ms | rls-off req/s | rls-off p95 ms | on / off |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| users | rls-on req/s | rls-on p95 ms | rls-on CPU ms/req | rls-off req/s "
+        "| rls-off p95 ms | rls-off CPU ms/req | req/s on / off |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     means = s["saturation_means"]
     for r_on, r_off in zip(means["rls-on"], means["rls-off"], strict=False):
         lines.append(
             f"| {r_on['users']} | {r_on['rps']} {r_on['each_rps']} | {r_on['p95']} "
-            f"| {r_off['rps']} {r_off['each_rps']} | {r_off['p95']} "
+            f"| {r_on['cpu_ms']} | {r_off['rps']} {r_off['each_rps']} | {r_off['p95']} "
+            f"| {r_off['cpu_ms']} "
             f"| {_ratio(r_on['rps'], r_off['rps'])} |"
         )
     t = s["set_config_us"]
