@@ -143,9 +143,10 @@ def render_config() -> str:
         stanza += [
             f"pg1-host={settings.PITR_PG_HOST}",
             "pg1-host-type=tls",
-            f"pg1-host-ca-file={d / 'tls' / 'ca.crt'}",
-            f"pg1-host-cert-file={d / 'tls' / 'client.crt'}",
-            f"pg1-host-key-file={d / 'tls' / 'client.key'}",
+            f"pg1-host-port={settings.PITR_PG_HOST_PORT}",
+            f"pg1-host-ca-file={settings.PITR_TLS_CA_FILE}",
+            f"pg1-host-cert-file={settings.PITR_TLS_CERT_FILE}",
+            f"pg1-host-key-file={settings.PITR_TLS_KEY_FILE}",
         ]
     else:
         stanza.append(f"pg1-socket-path={settings.PITR_PG_SOCKET}")

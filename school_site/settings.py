@@ -751,6 +751,12 @@ PITR_STANZA = env.str("PITR_STANZA", default="schoolhouse")
 # How pgBackRest reaches PostgreSQL: on this host through its socket (the default), or, with
 # PITR_PG_HOST, through pgBackRest's TLS server on the database host (docker/, README).
 PITR_PG_HOST = env.str("PITR_PG_HOST", default="")
+PITR_PG_HOST_PORT = env.int("PITR_PG_HOST_PORT", default=8432)
+# The TLS client certificate this side shows pgBackRest's server (its CN must be authorised
+# there: tls-server-auth=<CN>=<stanza>), and the CA that signed the server's certificate.
+PITR_TLS_CA_FILE = env.str("PITR_TLS_CA_FILE", default="")
+PITR_TLS_CERT_FILE = env.str("PITR_TLS_CERT_FILE", default="")
+PITR_TLS_KEY_FILE = env.str("PITR_TLS_KEY_FILE", default="")
 PITR_PG_PORT = env.int("PITR_PG_PORT", default=int(DATABASES["default"].get("PORT") or 5432))
 PITR_PG_SOCKET = env.str("PITR_PG_SOCKET", default="/var/run/postgresql")
 PITR_PG_USER = env.str("PITR_PG_USER", default="postgres")
@@ -795,6 +801,12 @@ for _repo, _bucket in (("s3", PITR_S3_BUCKET), ("gcs", PITR_GCS_BUCKET)):
         raise ImproperlyConfigured(f"PITR_REPOS includes {_repo}: set PITR_{_repo.upper()}_BUCKET.")
 if PITR_S3_URI_STYLE not in {"host", "path"}:
     raise ImproperlyConfigured("PITR_S3_URI_STYLE must be host or path.")
+if PITR_ENABLED and PITR_PG_HOST and not (
+    PITR_TLS_CA_FILE and PITR_TLS_CERT_FILE and PITR_TLS_KEY_FILE
+):
+    raise ImproperlyConfigured(
+        "PITR_PG_HOST needs PITR_TLS_CA_FILE, PITR_TLS_CERT_FILE and PITR_TLS_KEY_FILE."
+    )
 if PITR_GCS_KEY_TYPE not in {"service", "token", "auto"}:
     raise ImproperlyConfigured("PITR_GCS_KEY_TYPE must be service, token or auto.")
 # PostgreSQL's archive_timeout (README): a quiet database still ships its WAL this often, so a
