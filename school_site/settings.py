@@ -826,6 +826,21 @@ PITR_START_COMMAND = env.str("PITR_START_COMMAND", default="")
 # Health: the newest archived WAL and the newest physical backup may be this old.
 PITR_MAX_ARCHIVE_AGE_SECONDS = env.int("PITR_MAX_ARCHIVE_AGE_SECONDS", default=5 * 60)
 PITR_MAX_BACKUP_AGE_HOURS = env.float("PITR_MAX_BACKUP_AGE_HOURS", default=26.0)
+# Restore drills (README): beat writes a fingerprinted restore point (a drill mark) at a random
+# minute of every PITR_DRILL_MARK_HOURS (at most 6: a queued mark must stay within the broker's
+# 6 h visibility timeout); the weekly drill restores to a random mark of the last
+# PITR_DRILL_WINDOW_HOURS. A mark makes writes to school tables wait a few milliseconds; it
+# waits at most PITR_DRILL_LOCK_TIMEOUT_MS for writes in flight (keep it below PostgreSQL's
+# deadlock_timeout, 1 s by default, so that a writer is never aborted for it), then retries.
+PITR_DRILL_MARK_HOURS = env.int("PITR_DRILL_MARK_HOURS", default=4)
+if not 1 <= PITR_DRILL_MARK_HOURS <= 6:
+    raise ImproperlyConfigured("PITR_DRILL_MARK_HOURS must be between 1 and 6.")
+PITR_DRILL_WINDOW_HOURS = env.float("PITR_DRILL_WINDOW_HOURS", default=24.0)
+PITR_DRILL_LOCK_TIMEOUT_MS = env.int("PITR_DRILL_LOCK_TIMEOUT_MS", default=200)
+if not 10 <= PITR_DRILL_LOCK_TIMEOUT_MS <= 5000:
+    raise ImproperlyConfigured("PITR_DRILL_LOCK_TIMEOUT_MS must be between 10 and 5000.")
+# Health: the newest drill must have passed and be at most this old.
+PITR_DRILL_MAX_AGE_DAYS = env.float("PITR_DRILL_MAX_AGE_DAYS", default=8.0)
 
 # ---------------------------------------------------------------------------------------------
 # --- Accounts and security: lockout, two-factor, security headers (accounts/, issue 7)
