@@ -137,6 +137,8 @@ def render_config() -> str:
         f"pg1-path={settings.PITR_PG_DATA}",
         f"pg1-port={settings.PITR_PG_PORT}",
         f"pg1-user={settings.PITR_PG_USER}",
+        # On the database host (pgBackRest's TLS server uses what the client sends).
+        f"pg1-socket-path={settings.PITR_PG_SOCKET}",
     ]
     if settings.PITR_PG_HOST:
         # The repository-host layout: pgBackRest's TLS server on the database host.
@@ -148,8 +150,6 @@ def render_config() -> str:
             f"pg1-host-cert-file={settings.PITR_TLS_CERT_FILE}",
             f"pg1-host-key-file={settings.PITR_TLS_KEY_FILE}",
         ]
-    else:
-        stanza.append(f"pg1-socket-path={settings.PITR_PG_SOCKET}")
     return "\n".join(glob + [""] + stanza) + "\n"
 
 
@@ -230,7 +230,13 @@ def base_command() -> list[str]:
 
 
 def archive_command() -> str:
-    """PostgreSQL's archive_command for this configuration."""
+    """PostgreSQL's archive_command for this configuration. With PITR_PG_HOST the database
+    host has a pgBackRest configuration of its own (docker/postgres/), which it finds in
+    its default place or its PGBACKREST_* environment."""
+    if settings.PITR_PG_HOST:
+        return shlex.join([settings.PITR_BIN, f"--stanza={settings.PITR_STANZA}"]) + (
+            " archive-push %p"
+        )
     return shlex.join(base_command()) + " archive-push %p"
 
 
@@ -257,8 +263,11 @@ def as_os_user(cmd: list[str]) -> list[str]:
 
 
 def _error_text(stderr: str, stdout: str) -> str:
+    """pgBackRest's error, after the warnings that explain it (its console, at "warn",
+    says "unable to check pg1: <the cause>" before the error says "no database found")."""
+    warnings = [line.strip() for line in stdout.splitlines() if "WARN:" in line]
     lines = [line for line in (stderr or stdout).splitlines() if line.strip()]
-    return "\n".join(lines[-8:]) or "pgBackRest failed without a message."
+    return "\n".join(warnings[-4:] + lines[-8:]) or "pgBackRest failed without a message."
 
 
 def run(

@@ -77,10 +77,17 @@ def pitr_setup(*, say: Callable[[str], None] = lambda message: None) -> SetupRep
     wanted = report.postgresql
     wrong = {
         name: live.get(name, "")
-        for name in ("wal_level", "archive_mode", "archive_command")
+        for name in ("wal_level", "archive_mode")
         if live.get(name, "") != wanted[name]
         and not (name == "wal_level" and live.get(name) == "logical")
     }
+    command = live.get("archive_command", "")
+    if settings.PITR_PG_HOST:
+        # The database host's own pgBackRest pushes the WAL; `check` below proves it lands.
+        if "archive-push" not in command or f"--stanza={settings.PITR_STANZA}" not in command:
+            wrong["archive_command"] = command
+    elif command != wanted["archive_command"]:
+        wrong["archive_command"] = command
     if int(live.get("archive_timeout") or 0) not in range(1, settings.PITR_ARCHIVE_TIMEOUT + 1):
         wrong["archive_timeout"] = live.get("archive_timeout", "")
     if wrong:
