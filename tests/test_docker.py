@@ -209,3 +209,47 @@ def test_files_compose_refers_to_exist() -> None:
     missing = [f"{what} -> {path}" for what, path in refs if not path.exists()]
 
     assert not missing, "compose.yaml refers to missing files:\n" + "\n".join(missing)
+
+
+# --- point-in-time recovery: docker/compose.pitr.yaml ------------------------------------------
+PITR_COMPOSE = DOCKER_DIR / "compose.pitr.yaml"
+
+
+def _pitr_services() -> dict[str, dict[str, Any]]:
+    with PITR_COMPOSE.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return data["services"]
+
+
+def test_pitr_override_sets_only_names_settings_read() -> None:
+    known = _settings_env_names() | SPECIAL_ENV_NAMES
+    for name in APP_SERVICES:
+        service = _pitr_services()[name]
+        unknown = _service_env_names(service) - known
+        assert not unknown, f"compose.pitr.yaml {name}: settings.py never reads {sorted(unknown)}"
+        assert service["environment"]["PITR_PG_DATA"], name  # switches it on everywhere
+
+
+def test_pitr_override_archives_at_least_every_minute_over_tls() -> None:
+    services = _pitr_services()
+    postgres = services["postgres"]["environment"]
+    assert int(postgres["PITR_ARCHIVE_TIMEOUT"]) <= 60
+    assert postgres["PGBACKREST_REPO1_CIPHER_TYPE"] == "aes-256-cbc"
+    assert "PGBACKREST_REPO1_CIPHER_PASS" not in postgres  # a secret, never in the file
+    assert postgres["PGBACKREST_TLS_SERVER_AUTH"].startswith("worker=")
+    worker = services["worker"]["environment"]
+    assert worker["PITR_PG_HOST"] == "postgres" and worker["PITR_TLS_CERT_FILE"]
+    entrypoint = (DOCKER_DIR / "postgres" / "pitr-entrypoint.sh").read_text()
+    assert "archive_mode=on" in entrypoint and "pgbackrest server" in entrypoint
+
+
+def test_pitr_override_refers_to_files_that_exist() -> None:
+    for name, service in _pitr_services().items():
+        build = service.get("build")
+        if build:
+            context = (DOCKER_DIR / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file(), name
+    dockerfile = (DOCKER_DIR / "postgres" / "Dockerfile").read_text()
+    for script in re.findall(r"docker/postgres/[\w.-]+\.sh", dockerfile):
+        assert (REPO_ROOT / script).is_file(), script
+    assert "pgbackrest" in DOCKERFILE.read_text()  # the worker drives pgBackRest too
