@@ -233,6 +233,10 @@ ADMIN_EXPECTATIONS: dict[str, AdminAccess] = {
     "otp_totp": SUPERUSERS_ONLY,
     "otp_static": SUPERUSERS_ONLY,
     "backups.backuprun": AdminAccess(view=DISTRICT_ONLY, actions=DISTRICT_ONLY),
+    # point-in-time recovery's records: read-only, like the runs
+    "backups.restorepoint": AdminAccess(view=DISTRICT_ONLY),
+    "backups.drillmark": AdminAccess(view=DISTRICT_ONLY),
+    "backups.drillreceipt": AdminAccess(view=DISTRICT_ONLY),
     # one policy row: "add" while there is none
     "backups.retentionpolicy": AdminAccess(
         view=DISTRICT_ONLY, add=DISTRICT_ONLY, change=DISTRICT_ONLY
