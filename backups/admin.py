@@ -1,5 +1,6 @@
 """Backups in the admin console: runs (read-only, with "Run backup now", "Verify" and a
-download link) and the retention policies. Visible to superusers and district
+download link), the retention policies, restore points, and the restore drills' marks and
+receipts (read-only). Visible to superusers and district
 administrators only; a backup is not school-owned, so the school-scoped admin does not apply.
 """
 
@@ -22,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.services import audit_record
 
-from .models import BackupRun, RestorePoint, RetentionPolicy
+from .models import BackupRun, DrillMark, DrillReceipt, RestorePoint, RetentionPolicy
 from .permissions import may_manage_backups
 
 
@@ -275,3 +276,67 @@ class RestorePointAdmin(BackupAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the WAL keeps them; the record goes with the retention of the WAL
+
+
+class _ReadOnlyAdmin(BackupAdminMixin, admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DrillReceipt)
+class DrillReceiptAdmin(_ReadOnlyAdmin):
+    """What each weekly restore drill proved, per school: the mark restored to, how far the
+    recovered state lay from it, how long the restore took, and whether every table of the
+    school matched (`manage.py pitr drill` runs one now)."""
+
+    list_display = [
+        "finished_at", "drill", "school_display", "result", "target_time",
+        "data_loss_seconds", "restore_seconds", "archive_lag_seconds", "tables", "rows",
+    ]  # fmt: skip
+    list_filter = ["result"]
+    search_fields = ["drill", "school_name", "restore_point"]
+    date_hierarchy = "finished_at"
+    readonly_fields = (
+        "drill", "school_id", "school_name", "result", "restore_point", "target_time",
+        "recovered_to", "data_loss_seconds", "restore_seconds", "archive_lag_seconds",
+        "tables", "rows", "started_at", "finished_at", "details_display",
+    )  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="school", ordering="school_name")
+    def school_display(self, obj: DrillReceipt) -> str:
+        return obj.school_name or (f"#{obj.school_id}" if obj.school_id else "(district)")
+
+    @admin.display(description="details")
+    def details_display(self, obj: DrillReceipt) -> str:
+        if not obj.details:
+            return "—"
+        return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=1, default=str))
+
+
+@admin.register(DrillMark)
+class DrillMarkAdmin(_ReadOnlyAdmin):
+    """Fingerprinted restore points the drill restores to (made by beat at random moments,
+    or with `manage.py pitr mark`); `lock seconds` is how long school writes waited."""
+
+    list_display = ["name", "created_at", "lsn", "lock_seconds", "fingerprint_seconds", "schools"]
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "name", "created_at", "lsn", "wal_file", "lock_seconds", "fingerprint_seconds",
+        "fingerprint_display",
+    )  # fmt: skip
+    fields = readonly_fields
+
+    @admin.display(description="schools")
+    def schools(self, obj: DrillMark) -> int:
+        return len([key for key in obj.fingerprint.get("schools", {}) if key])
+
+    @admin.display(description="fingerprint")
+    def fingerprint_display(self, obj: DrillMark) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.fingerprint, indent=1, sort_keys=True))

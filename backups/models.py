@@ -251,3 +251,100 @@ class RestorePoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+
+
+class DrillMarkQuerySet(models.QuerySet):
+    def ready(self) -> DrillMarkQuerySet:
+        """Marks whose restore point was written and whose fingerprint was taken."""
+        return self.filter(created_at__isnull=False).exclude(fingerprint={})
+
+
+class DrillMark(models.Model):
+    """A fingerprinted restore point for the restore drill: every school's records as they
+    stood at one named place in the WAL (per table, a row count and an md5 of the rows in
+    primary-key order), taken in the very snapshot that place ends (`services.drill`)."""
+
+    name = models.CharField(max_length=63, unique=True)
+    # When the restore point was written: empty while the mark is being made.
+    created_at = models.DateTimeField(null=True, blank=True)
+    lsn = models.CharField(max_length=20, blank=True)
+    wal_file = models.CharField(max_length=24, blank=True)
+    # How long writes to the school-owned tables waited on the mark's locks.
+    lock_seconds = models.FloatField(null=True, blank=True)
+    fingerprint_seconds = models.FloatField(null=True, blank=True)
+    # {"tables": {table: {"pk": column, "school": column}},
+    #  "schools": {school id or "": {table: [rows, md5]}}, "names": {school id: name}}
+    fingerprint = models.JSONField(default=dict, blank=True)
+
+    objects = DrillMarkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DrillReceipt(models.Model):
+    """What one restore drill proved for one school (or, with no school, for the district:
+    the drill as a whole): the moment restored to, how far the recovered state lay from it,
+    how long the restore took, and whether every table of the school matched."""
+
+    class Result(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+
+    # One drill's receipts share it ("drill-20261206T053000Z").
+    drill = models.CharField(max_length=40, db_index=True)
+    # No foreign key: a receipt outlives the school, and backups are not school-owned rows.
+    school_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Empty: the district-wide receipt of the drill."
+    )
+    school_name = models.CharField(max_length=200, blank=True)
+    restore_point = models.CharField(max_length=63, help_text="The drill mark restored to.")
+    target_time = models.DateTimeField(null=True, blank=True)
+    recovered_to = models.DateTimeField(
+        null=True, blank=True, help_text="The last transaction the restored cluster replayed."
+    )
+    data_loss_seconds = models.FloatField(
+        null=True, blank=True, help_text="From the last transaction recovered to the target."
+    )
+    archive_lag_seconds = models.FloatField(
+        null=True, blank=True, help_text="Age of the newest archived WAL when the drill ran."
+    )
+    restore_seconds = models.FloatField(
+        null=True, blank=True, help_text="Restore, WAL replay and checks."
+    )
+    result = models.CharField(max_length=10, choices=Result.choices)
+    tables = models.PositiveIntegerField(default=0, help_text="Tables compared.")
+    rows = models.PositiveBigIntegerField(default=0, help_text="Rows compared.")
+    # {"differ": {table: {"expected": [rows, md5], "found": [rows, md5]}}, "error": "..."}
+    details = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-finished_at", "school_id", "id"]
+        indexes = [models.Index(fields=["-finished_at"], name="drillreceipt_finished_idx")]
+
+    def __str__(self) -> str:
+        who = self.school_name or (f"school {self.school_id}" if self.school_id else "district")
+        return f"{self.drill} {who}: {self.result}"
+
+    @property
+    def passed(self) -> bool:
+        return self.result == self.Result.PASSED
+
+    @property
+    def figures(self) -> str:
+        """The drill's measures in one line, for the command, the admin and the dashboard."""
+
+        def seconds(value: float | None) -> str:
+            return "-" if value is None else f"{value:g} s"
+
+        target = f"{self.target_time:%Y-%m-%d %H:%M:%S %Z}" if self.target_time else "-"
+        return (
+            f"target {self.restore_point or '-'} ({target}), restore "
+            f"{seconds(self.restore_seconds)}, data-loss window "
+            f"{seconds(self.data_loss_seconds)}, archive lag {seconds(self.archive_lag_seconds)}"
+        )

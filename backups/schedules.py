@@ -77,4 +77,21 @@ if settings.PITR_ENABLED:
             schedule=every(minutes=15),
             description="pgbackrest check: a WAL segment archived to every repository.",
         ),
+        # A drill mark at a random minute of every few hours (the task picks the moment):
+        # the drill's targets then fall in lessons, registers and imports, not only at night.
+        PeriodicJob(
+            name="Backups: drill mark",
+            task="backups.tasks.pitr_drill_mark",
+            schedule=cron(minute="0", hour=f"*/{settings.PITR_DRILL_MARK_HOURS}"),
+            kwargs={"jitter_seconds": settings.PITR_DRILL_MARK_HOURS * 3600 - 60},
+            description="Restore point with every school's records fingerprinted at it.",
+        ),
+        # Weekly, Sunday 05:30: after the 01:00 full backup and the 05:00 logical verify, so
+        # the drills never compete; a week bounds how long a broken archive goes unproven.
+        PeriodicJob(
+            name="Backups: restore drill",
+            task="backups.tasks.pitr_drill",
+            schedule=cron(minute="30", hour="5", day_of_week="0"),
+            description="Restore a random moment of the last day and prove it school by school.",
+        ),
     ]

@@ -7,7 +7,7 @@ import datetime
 
 from django.db.models import QuerySet
 
-from .models import BackupRun
+from .models import BackupRun, DrillReceipt
 
 
 def last_verified_backup_at() -> datetime.datetime | None:
@@ -115,6 +115,47 @@ def pitr_health() -> PitrHealth:
         + f"; {backup_text}"
     )
     return PitrHealth(errors=errors, warnings=warnings, detail=detail)
+
+
+def pitr_drill_health() -> PitrHealth:
+    """The newest restore drill (monitoring's `pitr_drill` check): failed when it failed or
+    is older than PITR_DRILL_MAX_AGE_DAYS; a warning before the first one."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    newest = (
+        DrillReceipt.objects.filter(school_id__isnull=True).order_by("-finished_at", "-pk").first()
+    )
+    if newest is None:
+        return PitrHealth(
+            errors=[],
+            warnings=["no restore drill yet (weekly; `manage.py pitr drill` runs one now)"],
+            detail="",
+        )
+    days = (timezone.now() - newest.finished_at).total_seconds() / 86400
+    schools = newest.details.get("schools", 0)
+    detail = f"drill {newest.drill} {newest.result} {days:.1f} d ago"
+    errors: list[str] = []
+    if newest.passed:
+        detail += f": {schools} school(s) equal to the mark; {newest.figures}"
+    else:
+        failed = newest.details.get("failed_schools") or []
+        reason = newest.details.get("error") or "records differ for " + ", ".join(failed)
+        errors.append(f"{detail}: {reason.splitlines()[0] if reason else 'failed'}")
+    if days > settings.PITR_DRILL_MAX_AGE_DAYS:
+        errors.append(
+            f"the newest restore drill is {days:.1f} days old "
+            f"(more than {settings.PITR_DRILL_MAX_AGE_DAYS:g})"
+        )
+    return PitrHealth(errors=errors, warnings=[], detail=detail)
+
+
+def drill_receipts_newest() -> list[DrillReceipt]:
+    """The receipts of the newest drill: the district's first, then each school's."""
+    newest = DrillReceipt.objects.order_by("-finished_at", "-pk").values_list("drill").first()
+    if newest is None:
+        return []
+    return list(DrillReceipt.objects.filter(drill=newest[0]).order_by("school_name", "school_id"))
 
 
 def backup_runs_list(*, kind: str | None = None, limit: int = 50) -> QuerySet[BackupRun]:

@@ -107,3 +107,32 @@ def pitr_check() -> dict[str, Any]:
     from .services.physical import pitr_check_run
 
     return pitr_check_run()
+
+
+@shared_task(name="backups.tasks.pitr_drill_mark", **LIMITS)
+@every_school
+def pitr_drill_mark(jitter_seconds: int = 0) -> dict[str, Any]:
+    """A drill mark (a fingerprinted restore point). Beat calls it on the hour with
+    `jitter_seconds`: it then queues the mark itself at a random moment of that span, so
+    the marks, and the drill's targets, fall at any minute of the school day."""
+    import random
+
+    from .services.drill import drill_mark_create
+
+    if jitter_seconds:
+        delay = random.uniform(0, jitter_seconds)  # noqa: S311 - a moment, not a secret
+        pitr_drill_mark.apply_async(countdown=delay)
+        return {"queued_in_seconds": round(delay)}
+    mark = drill_mark_create()
+    return {"mark": mark.name, "lock_seconds": mark.lock_seconds}
+
+
+@shared_task(name="backups.tasks.pitr_drill", **LIMITS, **BUSY_RETRY)
+@every_school
+def pitr_drill(mark_name: str = "", user_id: int | None = None) -> dict[str, Any]:
+    """The restore drill: restore a random mark of the last day into a throwaway cluster and
+    write a receipt per school; a failure is alerted by the service."""
+    from .services.drill import pitr_drill_run
+
+    outcome = pitr_drill_run(mark_name=mark_name, actor=_actor(user_id))
+    return {"drill": outcome.drill, "passed": outcome.passed, "error": outcome.error}

@@ -49,8 +49,11 @@ CHECK_NAMES = frozenset(
         "backup",
         "db_pool",
         "row_security",
+        "pitr",
     }
 )
+# Not among them: `pitr_drill`, on purpose: a weekly drill's result must never take a node out
+# of service.
 
 State = Literal["ok", "warning", "failed"]
 
@@ -244,6 +247,25 @@ class PitrCheck(_OnRequestThread, HealthCheck):
             raise ServiceWarning("; ".join(report.warnings))
 
 
+@dataclasses.dataclass
+class PitrDrillCheck(_OnRequestThread, HealthCheck):
+    """The weekly restore drill (when PITR_PG_DATA is set): its newest result and age, from
+    `backups.selectors.pitr_drill_health()` (errors, warnings, detail)."""
+
+    detail: str = dataclasses.field(default="", init=False, repr=False)
+
+    def run_sync(self) -> None:
+        health = backups_contract("pitr_drill_health")
+        if health is None:
+            raise ServiceWarning("the backups app reports no restore drills")
+        report = health()
+        self.detail = report.detail
+        if report.errors:
+            raise ServiceUnavailable("; ".join(report.errors))
+        if report.warnings:
+            raise ServiceWarning("; ".join(report.warnings))
+
+
 def backups_contract(name: str) -> Callable[..., Any] | None:
     """A public function of `backups.selectors`, or None while the backups app has none."""
     try:
@@ -382,6 +404,7 @@ def configured_checks(*, critical_only: bool = False) -> list[Entry]:
     )
     if settings.PITR_ENABLED:
         add("pitr", "pitr", PitrCheck())
+        add("pitr_drill", "pitr_drill", PitrDrillCheck())
     for path in dict.fromkeys(settings.MONITORING_DISK_PATHS):
         add(
             f"disk:{path}",

@@ -24,6 +24,7 @@ ALERT_TITLES: dict[str, str] = {
     "disk_full": "Disk almost full",
     "backup_failed": "Backup failed",
     "pitr_archiving": "WAL archiving or physical backups failing",
+    "pitr_drill_failed": "Restore drill failed",
     "restore_break_glass": "Restore without two-factor (break-glass)",
     "database_unreachable": "Database unreachable",
     "error_rate": "High error rate",
