@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -35,7 +36,14 @@ class Command(BaseCommand):
         "builds a NEW cluster from the repository in --data-dir on --port (chosen when not "
         "given), replays the WAL to that moment and checks it; it stays running beside the "
         "live one until you drop it. With --switch it then becomes the live database, and the "
-        "live data directory is kept aside until an operator deletes it."
+        "live data directory is kept aside until an operator deletes it. "
+        "One school's mistake: `restore_backup --to-time T --school CODE --side` restores "
+        "into a side cluster, shows what differs for that school between T and now "
+        "(attendance, grades with their assessments, enrolments; narrow with --only and "
+        "--section), and once you type the school's code (or give --yes) writes the old rows "
+        "back in one transaction, audited, after a restore point; every other school and "
+        "every later change outside that scope stays as it is. Rows added since T are kept "
+        "unless --also-remove-added. Without a terminal and without --yes it only shows."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -61,6 +69,56 @@ class Command(BaseCommand):
             action="store_true",
             help="Once checked, make the new cluster the live database (the old data "
             "directory is kept aside).",
+        )
+        undo = parser.add_argument_group(
+            "one school's undo (with --to-time or --to-restore-point)",
+            "Restore beside the live database and write one school's old rows back.",
+        )
+        undo.add_argument(
+            "--school",
+            metavar="CODE",
+            default="",
+            help="The school whose rows go back to the moment (its code); needs --side.",
+        )
+        undo.add_argument(
+            "--side",
+            action="store_true",
+            help="Restore into a side cluster and compare (required with --school: the live "
+            "database is never replaced by an undo).",
+        )
+        undo.add_argument(
+            "--only",
+            metavar="SCOPES",
+            default="",
+            help="Comma-separated: attendance, grades (with their assessments), enrolments "
+            "(default: all three).",
+        )
+        undo.add_argument(
+            "--section",
+            metavar="CLASS",
+            default="",
+            help="One class only: its id, or its name (of the year current at the moment).",
+        )
+        undo.add_argument(
+            "--yes",
+            action="store_true",
+            help="Write back without asking (scripts); otherwise you type the school's code.",
+        )
+        undo.add_argument(
+            "--also-remove-added",
+            action="store_true",
+            help="Also delete the rows added since the moment (kept by default).",
+        )
+        undo.add_argument(
+            "--skip-conflicts",
+            action="store_true",
+            help="Leave rows that cannot go back (their student left, their class is gone) as "
+            "they are and write the others; by default one such row stops the whole undo.",
+        )
+        undo.add_argument(
+            "--keep-side",
+            action="store_true",
+            help="Leave the side cluster running afterwards (default: stopped and deleted).",
         )
         parser.add_argument(
             "--target-database",
@@ -114,6 +172,7 @@ class Command(BaseCommand):
         from backups.services import RestoreRefused, backup_restore, media_restore
 
         verbose = options["verbosity"] > 0
+        self._check_undo_options(options)
         if options["to_time"] or options["to_restore_point"]:
             return self._to_moment(options, verbose)
         if options["switch"] or options["data_dir"] or options["port"]:
@@ -216,16 +275,11 @@ class Command(BaseCommand):
         return operator.user
 
     def _to_moment(self, options: dict[str, Any], verbose: bool) -> None:
-        from pathlib import Path
-
-        from backups.models import RestorePoint
         from backups.pgbackrest import PgBackRestError
-        from backups.services.physical import PitrNotConfigured, pitr_require, restore_point_before
+        from backups.services.physical import PitrNotConfigured, pitr_require
         from backups.services.recovery import (
             RecoveryRefused,
             recovery_plan,
-            recovery_restore,
-            recovery_switch,
             recovery_target_parse,
         )
 
@@ -240,7 +294,29 @@ class Command(BaseCommand):
             recovery_plan(target)
         except (PitrNotConfigured, RecoveryRefused, PgBackRestError) as exc:
             raise CommandError(str(exc)) from exc
+        undo = self._undo_request(options) if options["school"] else None
         user = self._operator(options, runs=[])
+        cluster = self._restore_cluster(options, target, user, verbose)
+        if undo is not None:
+            return self._school_undo(options, cluster, *undo, user=user)
+        self._report_cluster(cluster, target)
+        if not options["switch"]:
+            self.stdout.write(
+                "Inspect it, then stop and delete it, or run again with --switch to make such a "
+                f"restore the live database: pg_ctl -D {cluster.data_dir} stop"
+            )
+            return
+        self._switch(cluster, target, user, verbose)
+
+    def _restore_cluster(
+        self, options: dict[str, Any], target: Any, user: Any, verbose: bool
+    ) -> Any:
+        """A new cluster at `target` beside the live one (recovery_restore), with progress."""
+        from pathlib import Path
+
+        from backups.pgbackrest import PgBackRestError
+        from backups.services.recovery import RecoveryRefused, recovery_restore
+
         say = self.stdout.write if verbose else (lambda message: None)
         try:
             with progress_bar(desc="restoring", total=100, unit="%", enabled=verbose) as tick:
@@ -260,6 +336,9 @@ class Command(BaseCommand):
                 )
         except (RecoveryRefused, PgBackRestError, OSError) as exc:
             raise CommandError(f"Restore to {target} failed: {exc}") from exc
+        return cluster
+
+    def _report_cluster(self, cluster: Any, target: Any) -> None:
         counts = ", ".join(
             f"{table.removeprefix('students_')} {n}"
             for table, n in cluster.row_counts.items()
@@ -281,12 +360,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"The restored cluster runs in {cluster.data_dir} on 127.0.0.1:{cluster.port}."
         )
-        if not options["switch"]:
-            self.stdout.write(
-                "Inspect it, then stop and delete it, or run again with --switch to make such a "
-                f"restore the live database: pg_ctl -D {cluster.data_dir} stop"
-            )
-            return
+
+    def _switch(self, cluster: Any, target: Any, user: Any, verbose: bool) -> None:
+        from backups.models import RestorePoint
+        from backups.services.physical import restore_point_before
+        from backups.services.recovery import RecoveryRefused, recovery_switch
+
+        say = self.stdout.write if verbose else (lambda message: None)
         # Go back to just before the switch is one command too.
         point = restore_point_before(
             reason=RestorePoint.Reason.RESTORE,
@@ -321,3 +401,188 @@ class Command(BaseCommand):
                 f"kept at {kept}; delete it once you are satisfied."
             )
         )
+
+    # --- one school's undo ---------------------------------------------------------------------
+    UNDO_OPTIONS = (
+        "side",
+        "only",
+        "section",
+        "yes",
+        "also_remove_added",
+        "skip_conflicts",
+        "keep_side",
+    )
+
+    def _check_undo_options(self, options: dict[str, Any]) -> None:
+        given = [name for name in self.UNDO_OPTIONS if options[name]]
+        if given and not options["school"]:
+            raise CommandError(f"--{given[0].replace('_', '-')} goes with --school CODE.")
+        if not options["school"]:
+            return
+        if not (options["to_time"] or options["to_restore_point"]):
+            raise CommandError(
+                "--school puts one school's rows back as they were at a moment: give "
+                "--to-time or --to-restore-point, and --side."
+            )
+        if options["switch"]:
+            raise CommandError(
+                "--school and --switch do not go together: --switch replaces the whole "
+                "district's database, --school --side writes one school's old rows back."
+            )
+        if not options["side"]:
+            raise CommandError(
+                "--school needs --side: the moment is restored into a side cluster beside the "
+                "live database, which is never replaced by an undo."
+            )
+
+    def _undo_request(self, options: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+        """The school and the scopes, checked before the operator's code is spent."""
+        from backups.services.school_undo import SchoolUndoRefused, scopes_parse
+        from students.models import School
+
+        school = School.objects.filter(code=options["school"]).first()
+        if school is None:
+            raise CommandError(f"There is no school with the code {options['school']!r}.")
+        try:
+            scopes = scopes_parse(options["only"])
+        except SchoolUndoRefused as exc:
+            raise CommandError(str(exc)) from exc
+        return school, scopes
+
+    def _school_undo(
+        self, options: dict[str, Any], cluster: Any, school: Any, scopes: Any, *, user: Any
+    ) -> None:
+        from backups.services.recovery import recovery_stop
+        from backups.services.school_undo import (
+            ADDED,
+            SchoolUndoRefused,
+            school_undo_apply,
+            school_undo_plan,
+        )
+
+        self.stdout.write(
+            f"Side cluster at {cluster.target}: restored in {cluster.seconds} s from backup "
+            f"{cluster.backup_label} (last transaction {cluster.recovered_to})."
+        )
+        try:
+            try:
+                plan = school_undo_plan(
+                    cluster=cluster, school=school, scopes=scopes, section=options["section"]
+                )
+            except SchoolUndoRefused as exc:
+                raise CommandError(str(exc)) from exc
+            self._print_plan(plan, options)
+            writes = [c for c in plan.changes if c.action != ADDED or options["also_remove_added"]]
+            if not writes:
+                self.stdout.write(self.style.SUCCESS("Nothing to write back."))
+                return
+            if plan.conflicts and not options["skip_conflicts"]:
+                raise CommandError(plan.refusal(plan.conflicts))
+            if not self._confirmed(options, school, len(writes)):
+                return
+            try:
+                outcome = school_undo_apply(
+                    plan=plan,
+                    actor=user,
+                    remove_added=options["also_remove_added"],
+                    skip_conflicts=options["skip_conflicts"],
+                )
+            except SchoolUndoRefused as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Written back for {school.code} in {outcome.seconds} s: "
+                    f"{outcome.recreated} row(s) re-created, {outcome.restored} restored, "
+                    f"{outcome.removed} removed, {len(outcome.skipped)} skipped."
+                )
+            )
+            for change, reason in outcome.skipped:
+                self.stdout.write(f"  skipped {plan.describe(change)}: {reason}")
+            self.stdout.write(
+                f"Restore point before the undo: {outcome.restore_point}. To undo the undo: "
+                f"restore_backup --to-restore-point {outcome.restore_point} --school "
+                f"{school.code} --side --also-remove-added"
+            )
+        finally:
+            if options["keep_side"]:
+                self.stdout.write(
+                    f"The side cluster keeps running in {cluster.data_dir} on "
+                    f"127.0.0.1:{cluster.port}; stop it with: pg_ctl -D {cluster.data_dir} stop"
+                )
+            else:
+                recovery_stop(cluster, remove=True)
+                self.stdout.write("The side cluster was stopped and deleted.")
+
+    def _confirmed(self, options: dict[str, Any], school: Any, count: int) -> bool:
+        if options["yes"]:
+            return True
+        if not sys.stdin.isatty():
+            # Scripts and CI: showing is safe, writing needs the explicit --yes.
+            self.stdout.write(
+                self.style.WARNING(
+                    "Nothing was written (no terminal to confirm on): run again with --yes to "
+                    "write these rows back."
+                )
+            )
+            return False
+        answer = input(
+            f"Type the school's code ({school.code}) to write {count} row(s) back, or anything "
+            "else to stop: "
+        )
+        if answer.strip() != school.code:
+            self.stdout.write("Not confirmed: nothing was written.")
+            return False
+        return True
+
+    HEADINGS = {
+        "deleted": "deleted since then: re-created as they were",
+        "changed": "changed since then: given back their values at the moment",
+        "added": "added since then: kept (--also-remove-added removes them)",
+    }
+    MARKS = {"deleted": "-", "changed": "~", "added": "+"}
+    FIELD_NAMES = {"section_id": "class", "student_id": "student", "assessment_id": "assessment"}
+
+    def _print_plan(self, plan: Any, options: dict[str, Any]) -> None:
+        """The differences: counts per table and kind, then the rows (25 per group unless
+        -v 2), each with its student, class and date, old and new values side by side."""
+        write = self.stdout.write
+        scopes = ", ".join(
+            "grades (with their assessments)" if s == "grades" else s for s in plan.scopes
+        )
+        where = f", class {plan.section_name}" if plan.section_name else ""
+        write("")
+        write(f"{plan.school.name} ({plan.school.code}){where}: {scopes}")
+        write(f"What differs between {plan.target} and now (read in {plan.seconds} s):")
+        write("")
+        write(f"  {'':<13}{'deleted':>9}{'changed':>9}{'added':>9}")
+        for name, counted in plan.counts().items():
+            write(
+                f"  {name:<13}{counted['deleted']:>9}{counted['changed']:>9}{counted['added']:>9}"
+            )
+        limit = None if options["verbosity"] > 1 else 25
+        headings = dict(self.HEADINGS)
+        if options["also_remove_added"]:
+            headings["added"] = "added since then: removed (--also-remove-added)"
+        for action in ("deleted", "changed", "added"):
+            for kind in plan.kinds:
+                rows = [c for c in plan.changes if c.kind is kind and c.action == action]
+                if not rows:
+                    continue
+                write("")
+                write(f"{kind.name.capitalize()} {headings[action]} ({len(rows)})")
+                for change in rows[:limit]:
+                    write(f"  {self.MARKS[action]} {plan.describe(change)}")
+                    for name in change.differing:
+                        label = self.FIELD_NAMES.get(name, name.replace("_", " "))
+                        write(
+                            f"      {label}: {plan.value(name, change.then[name])} then, "
+                            f"{plan.value(name, change.now[name])} now"
+                        )
+                    if change.conflict:
+                        write(self.style.ERROR(f"      cannot go back: {change.conflict}"))
+                if limit is not None and len(rows) > limit:
+                    write(f"  ... and {len(rows) - limit} more (-v 2 lists every row)")
+        if not plan.changes:
+            write("")
+            write(f"Nothing differs for {plan.school.code} in this scope.")
+        write("")
