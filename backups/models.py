@@ -336,6 +336,27 @@ class DrillReceipt(models.Model):
         return self.result == self.Result.PASSED
 
     @property
+    def failure(self) -> str:
+        """Why this receipt failed, in one line ("" when it passed)."""
+        if self.passed:
+            return ""
+        details = self.details
+        if details.get("error"):
+            return str(details["error"]).splitlines()[0]
+        if details.get("failed_schools"):
+            return "restored records differ for " + ", ".join(details["failed_schools"])
+        if details.get("differ"):
+            return "restored records differ in " + ", ".join(sorted(details["differ"]))
+        damaged = [
+            f"{name}: {wrong[0]}"
+            for name, wrong in details.get("repositories", {}).items()
+            if isinstance(wrong, list) and wrong
+        ]
+        if damaged:
+            return "repository verify: " + "; ".join(damaged)
+        return "failed"
+
+    @property
     def figures(self) -> str:
         """The drill's measures in one line, for the command, the admin and the dashboard."""
 

@@ -139,9 +139,7 @@ def pitr_drill_health() -> PitrHealth:
     if newest.passed:
         detail += f": {schools} school(s) equal to the mark; {newest.figures}"
     else:
-        failed = newest.details.get("failed_schools") or []
-        reason = newest.details.get("error") or "records differ for " + ", ".join(failed)
-        errors.append(f"{detail}: {reason.splitlines()[0] if reason else 'failed'}")
+        errors.append(f"{detail}: {newest.failure}")
     if days > settings.PITR_DRILL_MAX_AGE_DAYS:
         errors.append(
             f"the newest restore drill is {days:.1f} days old "

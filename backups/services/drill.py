@@ -6,7 +6,9 @@ restore point and fingerprints every school's records as they stood at that very
 the WAL: per school-owned table and per school, the row count and an md5 of the rows in
 primary-key order. The drill (`pitr_drill_run`, weekly) picks one of the last day's marks at
 random, restores the repository to it in a throwaway cluster, fingerprints the same tables
-there, and writes a receipt per school (and one for the district) of what matched.
+there, and writes a receipt per school (and one for the district) of what matched. It then
+has pgBackRest verify every repository (`repository_verify`): a restore reads only the WAL
+on its way to its target, and a segment damaged or lost elsewhere would break the next one.
 
 Why the comparison is exact. A fingerprint read in one snapshot and a restore point written
 a moment later describe the same state only if no transaction that changed the fingerprinted
@@ -76,6 +78,10 @@ SESSION_SETTINGS = (
     "SET bytea_output = 'hex'",
 )
 WAL_NAME = re.compile(r"^[0-9A-F]{24}$")
+# `pgbackrest verify --log-level-console=detail`: each run of consecutive WAL segments it
+# found, per timeline; two runs on one timeline mean segments are missing between them.
+VERIFY_RANGE = re.compile(r"archiveId: (\S+), wal start: ([0-9A-F]{24}), wal stop: ([0-9A-F]{24})")
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ P\d+ +(\w+): (.*)$")
 MARK_ATTEMPTS = 20
 
 
@@ -237,6 +243,63 @@ def _mark_once() -> DrillMark:
         )
 
 
+# --- the repositories, read end to end ---------------------------------------------------------
+def repository_verify() -> dict[str, list[str]]:
+    """`pgbackrest verify` of every repository: each WAL segment and backup file read back
+    and checked against its checksum, and the archived WAL checked for gaps. Returns, per
+    repository, what is wrong (an empty list: nothing)."""
+    found: dict[str, list[str]] = {}
+    for repo in pgbackrest.repos():
+        try:
+            out = pgbackrest.run(
+                "verify",
+                f"--repo={repo.index}",
+                "--output=text",
+                "--verbose",
+                "--log-level-console=detail",
+                timeout=6 * 3600,
+            )
+        except pgbackrest.PgBackRestError as exc:
+            found[repo.name] = [f"pgbackrest verify failed: {exc}"]
+            continue
+        found[repo.name] = _verify_problems(out)
+    return found
+
+
+def _verify_problems(out: str) -> list[str]:
+    problems: list[str] = []
+    report = [
+        line
+        for line in out.splitlines()
+        if line.strip() and not LOG_LINE.match(line) and not line.startswith(" " * 20)
+    ]
+    status = next(
+        (line.split(":", 1)[1].strip() for line in report if line.startswith("status:")), ""
+    )
+    if status != "ok":
+        # The report's lines that count something wrong (not "missing: 0, ... other: 0").
+        counted = [
+            line.strip()
+            for line in report
+            if re.search(r"(?:missing|invalid|other): [1-9]", line)
+            or re.search(r"\bstatus: (?!ok\b|valid\b)", line)
+        ]
+        problems.append("pgbackrest verify: " + ("; ".join(counted) or f"status {status!r}"))
+    for line in out.splitlines():
+        match = LOG_LINE.match(line)
+        if match and match.group(1) in {"WARN", "ERROR", "INFO"}:
+            text = match.group(2)
+            if re.search(r"invalid|missing|does not match|duplicate", text):
+                problems.append(text)
+    last: dict[tuple[str, str], str] = {}
+    for archive_id, start, stop in VERIFY_RANGE.findall(out):
+        key = (archive_id, start[:8])  # a timeline
+        if key in last:
+            problems.append(f"WAL missing in {archive_id} between {last[key]} and {start}")
+        last[key] = stop
+    return problems
+
+
 # --- the drill -------------------------------------------------------------------------------
 @dataclass
 class DrillOutcome:
@@ -244,10 +307,26 @@ class DrillOutcome:
     mark: DrillMark | None
     receipts: list[DrillReceipt] = field(default_factory=list)
     error: str = ""
+    # pgbackrest verify: per repository, what is wrong.
+    repositories: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return bool(self.receipts) and all(r.passed for r in self.receipts)
+
+    @property
+    def reason(self) -> str:
+        """Why it failed, in a few lines ("" when it passed)."""
+        if self.passed:
+            return ""
+        lines = [self.error] if self.error else []
+        district = self.district
+        failed = district.details.get("failed_schools") if district else None
+        if failed:
+            lines.append("restored records differ for: " + ", ".join(failed))
+        for name, wrong in self.repositories.items():
+            lines += [f"{name}: {problem}" for problem in wrong]
+        return "\n".join(lines) or "failed"
 
     @property
     def district(self) -> DrillReceipt | None:
@@ -337,6 +416,8 @@ def _drill(
         logger.exception("restore drill %s failed", outcome.drill)
     finally:
         _discard(cluster, data_dir, target=target, keep_log=found is None)
+    say("verifying every repository (each WAL segment and backup file against its checksum)")
+    outcome.repositories = repository_verify()
     if found is None and not outcome.error:  # pragma: no cover - every path above sets one
         outcome.error = "the restored cluster was not read"
     if found is None:
@@ -488,7 +569,8 @@ def _write_receipts(
                     details=details,
                 )
             )
-    passed = found is not None and not failed_schools and not outcome.error
+    damaged = {name: wrong for name, wrong in outcome.repositories.items() if wrong}
+    passed = found is not None and not failed_schools and not outcome.error and not damaged
     summary: dict[str, Any] = {
         "schools": len(receipts),
         "failed_schools": failed_schools,
@@ -498,6 +580,10 @@ def _write_receipts(
         summary["mark_lock_seconds"] = mark.lock_seconds
     if cluster is not None:
         summary["backup"] = cluster.backup_label
+    if outcome.repositories:
+        summary["repositories"] = {
+            name: wrong or "verified" for name, wrong in outcome.repositories.items()
+        }
     if outcome.error:
         summary["error"] = outcome.error
     receipts.insert(
@@ -530,8 +616,7 @@ def _tell(outcome: DrillOutcome, *, actor: Actor) -> None:
     )
     if outcome.passed:
         return
-    failed = district.details.get("failed_schools") or []
-    reason = outcome.error or "restored records differ for: " + ", ".join(failed)
+    reason = outcome.reason
     backup_alert(
         name="pitr_drill_failed",
         summary=f"Restore drill {outcome.drill} failed",

@@ -231,7 +231,6 @@ class Command(BaseCommand):
             return
         self.stderr.write(f"Drill {outcome.drill}: {figures}.")
         raise CommandError(
-            f"Drill {outcome.drill} FAILED: "
-            + (outcome.error or "differs for " + ", ".join(district.details["failed_schools"]))
-            + " (administrators alerted; receipts in the admin)."
+            f"Drill {outcome.drill} FAILED (administrators alerted; receipts in the admin):\n"
+            + outcome.reason
         )
