@@ -780,9 +780,11 @@ if len(set(PITR_REPOS)) != len(PITR_REPOS):
 PITR_LOCAL_DIR = Path(env.str("PITR_LOCAL_DIR", default=str(VAR_DIR / "pgbackrest-repo")))
 PITR_S3_BUCKET = env.str("PITR_S3_BUCKET", default=BACKUP_S3_BUCKET)
 PITR_S3_PATH = env.str("PITR_S3_PATH", default="/pgbackrest")
-# host[:port] of the S3 API; pgBackRest speaks only TLS to it. Empty: AWS for the region.
+# host[:port] of the S3 API, no scheme: pgBackRest speaks only TLS to it. Empty: AWS for
+# the region. An S3 clone without bucket subdomains (MinIO, moto) needs URI style "path".
 PITR_S3_ENDPOINT = env.str("PITR_S3_ENDPOINT", default="")
 PITR_S3_REGION = env.str("PITR_S3_REGION", default=BACKUP_S3_REGION or "us-east-1")
+# Empty key: pgBackRest takes temporary credentials from the instance's role (key type auto).
 PITR_S3_KEY = env.str("PITR_S3_KEY", default=BACKUP_S3_ACCESS_KEY_ID)
 PITR_S3_KEY_SECRET = env.str("PITR_S3_KEY_SECRET", default=BACKUP_S3_SECRET_ACCESS_KEY)
 PITR_S3_URI_STYLE = env.str("PITR_S3_URI_STYLE", default="host")
@@ -795,7 +797,17 @@ PITR_GCS_ENDPOINT = env.str("PITR_GCS_ENDPOINT", default="")  # host:port; empty
 PITR_GCS_KEY_TYPE = env.str("PITR_GCS_KEY_TYPE", default="service")
 PITR_GCS_KEY = env.str("PITR_GCS_KEY", default="")
 PITR_GCS_VERIFY_TLS = env.bool("PITR_GCS_VERIFY_TLS", default=True)
+# Bytes a file is uploaded in (each chunk one request of a resumable upload; a smaller file
+# is one request). gcp-storage-emulator needs 1073741824: its resumable uploads answer no
+# upload id.
 PITR_GCS_CHUNK_SIZE = env.int("PITR_GCS_CHUNK_SIZE", default=4 * 1024 * 1024)
+for _name, _endpoint in (("S3", PITR_S3_ENDPOINT), ("GCS", PITR_GCS_ENDPOINT)):
+    if "/" in _endpoint:
+        raise ImproperlyConfigured(f"PITR_{_name}_ENDPOINT is host[:port], without a scheme.")
+if PITR_ENABLED and "gcs" in PITR_REPOS and PITR_GCS_KEY_TYPE != "auto" and not PITR_GCS_KEY:
+    raise ImproperlyConfigured(
+        f"PITR_GCS_KEY_TYPE is {PITR_GCS_KEY_TYPE}: set PITR_GCS_KEY (or use the type auto)."
+    )
 for _repo, _bucket in (("s3", PITR_S3_BUCKET), ("gcs", PITR_GCS_BUCKET)):
     if PITR_ENABLED and _repo in PITR_REPOS and not _bucket:
         raise ImproperlyConfigured(f"PITR_REPOS includes {_repo}: set PITR_{_repo.upper()}_BUCKET.")
