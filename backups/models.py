@@ -246,6 +246,11 @@ class RestorePoint(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
+    # Row-level security (students.row_security): a point made for one school's operation is
+    # that school's to see; the district's (no school) are anyone's who may see backups.
+    row_security_columns = ("school_id",)
+    row_security_also = "school_id IS NULL"
+
     class Meta:
         ordering = ["-created_at", "-id"]
 

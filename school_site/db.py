@@ -28,6 +28,8 @@ MAINTENANCE_COMMANDS = frozenset(
         "list_backups",
         "prune_backups",
         "migrate_from_sqlite",
+        "pitr",
+        "recover_server",
     }
 )
 
