@@ -83,6 +83,9 @@ WAL_NAME = re.compile(r"^[0-9A-F]{24}$")
 VERIFY_RANGE = re.compile(r"archiveId: (\S+), wal start: ([0-9A-F]{24}), wal stop: ([0-9A-F]{24})")
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ P\d+ +(\w+): (.*)$")
 MARK_ATTEMPTS = 20
+# Marks older than this go (with their restore point's row): the drill takes the last day's,
+# and a week's worth lets a failed Sunday drill be re-run on Monday against the same marks.
+MARKS_KEPT = datetime.timedelta(days=8)
 
 
 class DrillFailed(RuntimeError):
@@ -167,6 +170,7 @@ def drill_mark_create(*, actor: Actor = None, say: Say = lambda message: None) -
             f"mark {mark.name} at {mark.lsn}: writes waited {(mark.lock_seconds or 0) * 1000:.1f} "
             f"ms, fingerprint read in {mark.fingerprint_seconds or 0:.2f} s"
         )
+        _marks_prune(before=mark.created_at - MARKS_KEPT if mark.created_at else timezone.now())
         audit_record(
             actor=actor,
             action="pitr_drill_mark",
@@ -178,6 +182,13 @@ def drill_mark_create(*, actor: Actor = None, say: Say = lambda message: None) -
         f"No drill mark after {MARK_ATTEMPTS} attempts: the school tables were never free of "
         f"writes for {settings.PITR_DRILL_LOCK_TIMEOUT_MS} ms ({last_error})."
     )
+
+
+@transaction.atomic
+def _marks_prune(*, before: datetime.datetime) -> int:
+    old = list(DrillMark.objects.filter(created_at__lt=before).values_list("name", flat=True))
+    RestorePoint.objects.filter(name__in=old).delete()
+    return DrillMark.objects.filter(name__in=old).delete()[0]
 
 
 def _mark_once() -> DrillMark:
