@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Q
 
 from audit.services import Actor, as_user, audit_record
 from students.cache import school_cache_bump
@@ -378,11 +379,18 @@ def _side_rows(
 
 
 def _live_rows(
-    kind: RecordKind, school: School, section_id: int | None, *, lock: bool = False
+    kind: RecordKind,
+    school: School,
+    section_id: int | None,
+    then_ids: Iterable[int],
+    *,
+    lock: bool = False,
 ) -> dict[int, Row]:
     rows = kind.model._default_manager.filter(school_id=school.pk)
     if section_id is not None:
-        rows = rows.filter(**{kind.section_lookup: section_id})
+        # The class's rows, and the rows it had at T wherever they are now: a mark moved to
+        # another class since is a change to undo, not a deleted row to make twice.
+        rows = rows.filter(Q(**{kind.section_lookup: section_id}) | Q(pk__in=list(then_ids)))
     if lock:
         rows = rows.select_for_update(of=("self",))
     return {r["id"]: r for r in rows.order_by("pk").values(*kind.columns)}
@@ -449,7 +457,8 @@ def _changes(
                 }
                 for pk, row in then.items()
             }
-        found, pairs = _compare(kind, then, _live_rows(kind, school, section_id, lock=lock))
+        now = _live_rows(kind, school, section_id, then, lock=lock)
+        found, pairs = _compare(kind, then, now)
         if kind.name == "assessments":
             assessment_pairs = pairs
         changes += found
@@ -699,8 +708,10 @@ def school_undo_apply(
     `skip_conflicts`, which leaves that row as it is and records why. The live rows must
     still be as the plan showed them, or nothing is written.
 
-    Queries: a handful per row (the read of a changed row, `full_clean`'s unique checks, the
-    write, its model history and its audit entry); a class's term of marks is a few seconds.
+    Queries: about ten per row (`full_clean`'s foreign-key and unique checks, the write,
+    its model history, its audit entry): a class's wiped quiz is well under a second; a
+    class's 120 days of registers and 6 assessments (3,780 rows) took 39 s on a busy
+    two-core test machine, all in the one transaction.
     """
     from auditlog.context import set_actor
 

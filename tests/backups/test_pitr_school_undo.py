@@ -78,9 +78,10 @@ for code in ("NORTH", "SOUTH"):
             marks={pupils[5].pk: AttendanceMark("present")})
 """
 
-# After T: North's teacher wipes 7A's quiz marks and registers, changes a test mark, deletes
-# and re-enters another (a new row for the same student and assessment), and marks a new
-# essay; 7B's register is corrected; South wipes its own quiz and corrects a register.
+# After T: North's teacher moves a pupil's mark to 7B's register, wipes 7A's quiz marks and
+# registers, changes a test mark, deletes and re-enters another (a new row for the same
+# student and assessment), and marks a new essay; 7B's register is corrected; South wipes
+# its own quiz and corrects a register.
 MISTAKES = """
 import datetime
 from decimal import Decimal as D
@@ -96,6 +97,8 @@ def named(school, name):
 quiz = named(north, "Quiz")
 grade_delete_bulk(assessment=quiz, actor=None,
     student_ids=list(quiz.grades.values_list("student_id", flat=True)))
+AttendanceRecord.objects.filter(student=pupil("N-004"), date=today - datetime.timedelta(days=1)
+    ).update(section=Section.objects.get(school=north, name="7B"))
 AttendanceRecord.objects.filter(school=north, section__name="7A").delete()
 test = named(north, "Test")
 grade_record_bulk(assessment=test, actor=None, entries={pupil("N-001").pk: GradeEntry(D("3"))})
@@ -247,13 +250,14 @@ def test_without_yes_and_without_a_terminal_it_shows_the_differences_and_writes_
     out = done.stdout
     print(out)
     assert "North (NORTH), class 7A (2026-2027)" in out
-    # Counts per table: 4 quiz marks and 8 register marks gone, two test marks changed (one
-    # deleted and entered again: the same mark, by its student and assessment), an essay and
-    # its mark added. 7B's correction is outside the class asked for.
+    # Counts per table: 4 quiz marks and 7 register marks gone, one moved to 7B, two test
+    # marks changed (one deleted and entered again: the same mark, by its student and
+    # assessment), an essay and its mark added. 7B's correction is outside the class asked for.
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line[:2] == "  "}
     assert lines["assessments"] == ["0", "0", "1"]
     assert lines["grades"] == ["4", "2", "1"]
-    assert lines["attendance"] == ["8", "0", "0"]
+    assert lines["attendance"] == ["7", "1", "0"]
+    assert "class: 7A then, 7B now" in out
     assert lines["enrolments"] == ["0", "0", "0"]
     assert '- N-001 Ada Lovelace · 7A · Quiz · 8.50/10.00 "well done"' in out
     assert "~ N-001 Ada Lovelace · 7A · Test · 15.00/20.00" in out
@@ -284,7 +288,7 @@ def test_the_undo_puts_north_back_and_leaves_later_changes_and_south_alone(
     )
     out = done.stdout
     print(out)
-    assert "Written back for NORTH" in out and "12 row(s) re-created, 2 restored" in out
+    assert "Written back for NORTH" in out and "11 row(s) re-created, 3 restored" in out
     now = record(platform)
     # The quiz marks and the registers are back, with their own ids and values.
     north_grades = now["grades NORTH"]
@@ -301,7 +305,7 @@ def test_the_undo_puts_north_back_and_leaves_later_changes_and_south_alone(
     north_registers = {k: v for k, v in now["attendance NORTH"].items() if " 7A " in v}
     assert north_registers == {k: v for k, v in before["attendance NORTH"].items() if " 7A " in v}
     assert {k: v for k, v in now["attendance NORTH"].items() if " 7B " in v} == {
-        k: v for k, v in after["attendance NORTH"].items() if " 7B " in v
+        k: v for k, v in after["attendance NORTH"].items() if " 7B " in v and k[:5] != "N-004"
     }
     assert now["grades SOUTH"] == after["grades SOUTH"] != before["grades SOUTH"]
     assert now["attendance SOUTH"] == after["attendance SOUTH"] != before["attendance SOUTH"]
@@ -316,8 +320,8 @@ def test_the_undo_puts_north_back_and_leaves_later_changes_and_south_alone(
     ).split("|")
     north_id = platform.psql("SELECT id FROM students_school WHERE code = 'NORTH'")
     assert point[1:] == ["restore", north_id]
-    assert [e["action"] for e in events].count("school_undo_recreate") == 12
-    assert [e["action"] for e in events].count("school_undo_restore") == 2
+    assert [e["action"] for e in events].count("school_undo_recreate") == 11
+    assert [e["action"] for e in events].count("school_undo_restore") == 3
     assert [e["action"] for e in events][-1] == "school_undo"
     for event in events:
         assert event["actor"] == OPERATOR and str(event["school"]) == north_id
