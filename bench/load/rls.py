@@ -226,7 +226,7 @@ def scenario_round(
 ) -> dict[str, Any]:
     flush_cache(redis)  # every round starts as cold as the other server's did
     metrics_before, db_before = server.metrics(), db_counters()
-    cpu_before = server_cpu_seconds(server)
+    cpu_before = server_cpu(server)
     load = os.getloadavg()[0]
     result = run_locust(
         host=server.url,
@@ -237,7 +237,7 @@ def scenario_round(
         csv_prefix=out / f"scenario-{n}-{server.name}",
         warmup=args.warmup,
     )
-    cpu = server_cpu_seconds(server) - cpu_before
+    cpu = cpu_since(server, cpu_before)
     db_after = db_counters()
     per_route = queries_between(metrics_before, server.metrics())
     total = result.total
@@ -282,33 +282,38 @@ def scenario_round(
     return row
 
 
-def server_cpu_seconds(server: Gunicorn) -> float:
-    """CPU seconds used so far by the server's gunicorn processes and by the PostgreSQL
-    backends serving it (by application_name): the cost of its requests, whatever else the
-    machine is doing, unlike throughput on a shared 2-core host."""
+def server_cpu(server: Gunicorn) -> dict[int, float]:
+    """CPU seconds used so far by each of the server's gunicorn processes and of the
+    PostgreSQL backends serving it (by application_name), by pid."""
     import psutil
 
-    total = 0.0
+    procs: list[psutil.Process] = []
     if server.proc is not None:
         root = psutil.Process(server.proc.pid)
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                continue
+        procs += [root, *root.children(recursive=True)]
     pids = psql(
         "SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
         f"WHERE application_name LIKE 'bench-{server.name}%'",
         db=LOAD_DB,
     ).strip()
-    for pid in filter(None, pids.split(",")):
+    procs += [psutil.Process(int(pid)) for pid in filter(None, pids.split(","))]
+    seen: dict[int, float] = {}
+    for proc in procs:
         try:
-            t = psutil.Process(int(pid)).cpu_times()
-            total += t.user + t.system
+            t = proc.cpu_times()
         except psutil.Error:
             continue
-    return total
+        seen[proc.pid] = t.user + t.system
+    return seen
+
+
+def cpu_since(server: Gunicorn, before: dict[int, float]) -> float:
+    """CPU seconds the server used since `before`: each process's growth, a process that
+    started since (a recycled gunicorn worker, a new pooled connection) counted whole. A
+    process that exited since takes its last seconds with it (both servers alike); counting
+    its start value against a newcomer, as plain totals would, could even go negative."""
+    after = server_cpu(server)
+    return sum(now - before.get(pid, 0.0) for pid, now in after.items())
 
 
 def saturation_interleaved(
@@ -326,12 +331,12 @@ def saturation_interleaved(
         for i, users in enumerate(steps):
             for server in servers if (i + n) % 2 == 0 else servers[::-1]:
                 prefix = out / f"saturation-p{n + 1}-{users:03d}-{server.name}"
-                cpu_before = server_cpu_seconds(server)
+                cpu_before = server_cpu(server)
                 total = {
                     **saturation_step(server, plan, prefix, users, step_seconds),
                     "pass": n + 1,
                 }
-                cpu = server_cpu_seconds(server) - cpu_before
+                cpu = cpu_since(server, cpu_before)
                 served = total["rps"] * step_seconds
                 total["cpu_ms"] = round(1000 * cpu / served, 2) if served else None
                 rows[server.name].append(total)

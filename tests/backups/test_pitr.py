@@ -157,3 +157,28 @@ def test_restore_point_then_switch_makes_the_restored_cluster_live(platform: Pit
     assert (
         platform.psql("SELECT count(*) FROM backups_restorepoint WHERE reason = 'restore'") == "1"
     )
+
+
+def test_a_csv_import_is_preceded_by_a_restore_point(platform: PitrPlatform) -> None:
+    """students.signals.risky_operation → backups: the point is in the WAL and recorded
+    with the school, so "just before the import" is one restore command away."""
+    out = platform.shell(
+        "from students.models import School\n"
+        "from students.csv_io import student_import_parse, student_import_apply\n"
+        "from students.row_security import acting_for\n"
+        "school = School.objects.get(code='NORTH')\n"
+        "data = (b'student_number,first_name,last_name,date_of_birth\\n'\n"
+        "        b'IMP-1,Ann,Lee,2015-01-01\\n')\n"
+        "with acting_for([school.pk]):\n"
+        "    plan = student_import_parse(school=school, data=data)\n"
+        "    student_import_apply(school=school, plan=plan, actor=None)\n"
+        "from backups.models import RestorePoint\n"
+        "p = RestorePoint.objects.get(reason='import')\n"
+        "print(p.name, p.school_id == school.pk, p.lsn, p.description)\n"
+    ).splitlines()[-1]
+    name, same_school, lsn, *description = out.split()
+    assert name.startswith("import-") and same_school == "True" and "/" in lsn
+    assert "CSV import of 1 student" in " ".join(description)
+    # Its position is in the WAL the live cluster has written (the restore to a point
+    # above shows a recorded point is reachable).
+    assert platform.psql(f"SELECT pg_current_wal_lsn() >= '{lsn}'::pg_lsn") == "t"
