@@ -218,7 +218,8 @@ def _log_tail(path: Path, lines: int = 12) -> str:
         return ""
 
 
-def _connect(cluster: RestoredCluster, dbname: str = "postgres") -> Any:
+def recovery_connect(cluster: RestoredCluster, dbname: str = "postgres") -> Any:
+    """A connection to a restored cluster over its private socket, as its superuser."""
     import psycopg
 
     return psycopg.connect(
@@ -314,7 +315,7 @@ def _wait_promoted(cluster: RestoredCluster, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         try:
-            with _connect(cluster) as conn:
+            with recovery_connect(cluster) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                     return
         except Exception:
@@ -331,7 +332,7 @@ def _check(cluster: RestoredCluster) -> None:
     """What was recovered: the moment, the timeline, and the school record's tables counted
     in the platform's database."""
     dbname = str(settings.DATABASES["default"]["NAME"])
-    with _connect(cluster) as conn:
+    with recovery_connect(cluster) as conn:
         row = conn.execute(
             "SELECT pg_last_xact_replay_timestamp(), timeline_id FROM pg_control_checkpoint()"
         ).fetchone()
@@ -346,7 +347,7 @@ def _check(cluster: RestoredCluster) -> None:
         raise RecoveryRefused(
             f"The restored cluster has no database {dbname!r} (it has {cluster.databases})."
         )
-    with _connect(cluster, dbname) as conn:
+    with recovery_connect(cluster, dbname) as conn:
         tables = [
             r[0]
             for r in conn.execute(

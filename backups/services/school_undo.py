@@ -47,7 +47,7 @@ from students.services import assessment_save
 
 from ..models import RestorePoint
 from .physical import restore_point_create
-from .recovery import RecoveryTarget, RestoredCluster, _connect
+from .recovery import RecoveryTarget, RestoredCluster, recovery_connect
 
 SCOPES = ("attendance", "grades", "enrolments")
 SCOPE_ALIASES = {"enrollments": "enrolments", "grade": "grades", "enrolment": "enrolments"}
@@ -310,7 +310,7 @@ def _side_connection(cluster: RestoredCluster) -> Any:
     and this module asks only for one). Read-only: the side cluster is evidence."""
     from psycopg.rows import dict_row
 
-    conn = _connect(cluster, str(settings.DATABASES["default"]["NAME"]))
+    conn = recovery_connect(cluster, str(settings.DATABASES["default"]["NAME"]))
     conn.row_factory = dict_row
     conn.execute("SET default_transaction_read_only = on")
     return conn
