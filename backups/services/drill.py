@@ -369,6 +369,7 @@ def pitr_drill_run(
     kept when the drill fails). Raises BackupBusy when another drill runs."""
     pitr_require()
     with backup_lock("pitr-drill", wait_seconds=10):
+        _sweep(say=say)
         started = timezone.now()
         outcome = DrillOutcome(drill=f"drill-{started:%Y%m%dT%H%M%SZ}", mark=None)
         try:
@@ -436,6 +437,20 @@ def _drill(
         if log.exists():
             outcome.error += f"\n(the restored cluster's log is kept at {log})"
     _write_receipts(outcome, started=started, found=found, cluster=cluster, lag=lag)
+
+
+def _sweep(*, say: Say) -> None:
+    """Clusters of drills whose worker died mid-way (this one holds the drill lock, so no
+    other drill is running): stopped and deleted. Their logs stay."""
+    root = Path(settings.PITR_RESTORE_DIR)
+    if not root.is_dir():
+        return
+    for data_dir in sorted(root.glob("drill-*")):
+        if not data_dir.is_dir() or data_dir.name.endswith(".sock"):
+            continue
+        say(f"removing the cluster of an unfinished drill: {data_dir}")
+        target = RecoveryTarget(kind="name", name="")
+        _discard(None, data_dir, target=target, keep_log=True)
 
 
 def _wait_archived(mark: DrillMark, *, say: Say) -> None:

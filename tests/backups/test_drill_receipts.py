@@ -203,3 +203,19 @@ def test_beat_marks_every_few_hours_and_drills_on_sunday(settings) -> None:
         "5",
         "0",
     )
+
+
+def test_a_drill_removes_the_clusters_of_drills_that_died(settings, tmp_path) -> None:
+    from backups.services.drill import _sweep
+
+    settings.PITR_RESTORE_DIR = tmp_path
+    for name in ("drill-20261206T053000Z", "drill-20261206T053000Z.sock", "restore-20261201"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "PG_VERSION").write_text("15\n")
+    (tmp_path / "drill-20261206T053000Z.log").write_text("FATAL: ...\n")
+    _sweep(say=lambda message: None)
+    # An operator's own restore and the dead drill's log stay.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "drill-20261206T053000Z.log",
+        "restore-20261201",
+    ]
