@@ -92,6 +92,9 @@ def _repo_lines(repo: Repo) -> list[str]:
         lines.append(f"{r}-s3-endpoint={host}")
         if port:
             lines.append(f"{r}-storage-port={port}")
+        if not settings.PITR_S3_KEY:
+            # No shared key: temporary credentials from the instance's role (EC2, ECS).
+            lines.append(f"{r}-s3-key-type=auto")
         if not settings.PITR_S3_VERIFY_TLS:
             lines.append(f"{r}-storage-verify-tls=n")
     elif repo.kind == "gcs":
