@@ -160,16 +160,11 @@ def test_a_killed_primary_loses_at_most_archive_timeout_of_commits(platform: Pit
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts.services.restore_operator_check takes any DatabaseError, the server "
-    "being unreachable included, for 'no account tables' and lets the restore go on without "
-    "checking the operator; the restore then fails at its audit entry, its cluster running",
-)
 def test_with_the_live_database_gone_a_restore_is_refused_not_run_unchecked(
     platform: PitrPlatform,
 ) -> None:
     assert not platform.data.exists()  # the crash of the test above
     refused = restore_latest(platform, str(platform.root / "restores" / "refused"), check=False)
     assert refused.returncode != 0
+    assert "recover_server" in refused.stderr, refused.stderr
     assert not (platform.root / "restores" / "refused" / "PG_VERSION").exists()

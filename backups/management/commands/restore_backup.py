@@ -296,6 +296,16 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         undo = self._undo_request(options) if options["school"] else None
         user = self._operator(options, runs=[])
+        if user is None:
+            # Nobody was checked: the live database is unreachable or holds no accounts. A
+            # restore to a moment is not the way back then: recover_server checks the
+            # operator against the accounts it restores before anything goes live.
+            raise CommandError(
+                "Restore refused: the operator could not be checked (the live database is "
+                "unreachable or has no accounts). To rebuild a lost database server use "
+                "`manage.py recover_server` (README, 'Disaster recovery'), which checks the "
+                "operator against the restored accounts."
+            )
         cluster = self._restore_cluster(options, target, user, verbose)
         if undo is not None:
             return self._school_undo(options, cluster, *undo, user=user)
