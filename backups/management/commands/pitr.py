@@ -26,8 +26,9 @@ class Command(BaseCommand):
         "at it (school writes wait a few milliseconds). `drill` runs the restore drill now: it "
         "restores a random mark of the last day (or `--mark NAME`; a new one if the day has "
         "none) into a throwaway cluster, compares every school's records with the mark's, "
-        "writes a receipt per school (admin: Drill receipts), alerts and exits 1 if anything "
-        "differs or the restore fails; the cluster is always deleted."
+        "has pgBackRest verify every repository, writes a receipt per school (admin: Drill "
+        "receipts), and alerts and exits 1 if anything differs, the restore fails or a "
+        "repository is damaged; the cluster is always deleted."
     )
 
     def add_arguments(self, parser: Any) -> None:
