@@ -220,7 +220,7 @@ def restore_operator_check(
     empty server after a disaster) there is nobody to check: (None, note) and the restore
     goes on.
     """
-    from django.db import DatabaseError
+    from django.db import DatabaseError, OperationalError
 
     try:
         if not User.objects.exists():
@@ -228,7 +228,11 @@ def restore_operator_check(
                 None, "The database has no accounts yet: the operator was not checked.", False
             )
         user = User.objects.filter(username=username, is_active=True).first()
-    except DatabaseError:  # no auth tables: the live database is gone
+    except OperationalError:  # the server does not answer
+        return RestoreOperator(
+            None, "The live database cannot be reached: the operator was not checked.", False
+        )
+    except DatabaseError:  # no auth tables: an empty database
         return RestoreOperator(
             None, "The database has no account tables: the operator was not checked.", False
         )

@@ -232,6 +232,7 @@ class RestorePoint(models.Model):
         ROLLOVER = "rollover", "Year rollover"
         IMPORT = "import", "CSV import"
         RESTORE = "restore", "Restore"
+        DRILL = "drill", "Drill mark"
 
     name = models.CharField(max_length=63, unique=True)
     reason = models.CharField(max_length=10, choices=Reason.choices, default=Reason.MANUAL)

@@ -189,7 +189,13 @@ def alert_conditions_get(*, report: HealthReport) -> list[AlertCondition]:
     if database_down:  # these read the database: no verdict until it is back
         conditions += [
             AlertCondition(name, None, "")
-            for name in ("beat_stopped", "error_rate", "backup_failed", "pitr_archiving")
+            for name in (
+                "beat_stopped",
+                "error_rate",
+                "backup_failed",
+                "pitr_archiving",
+                "pitr_drill_failed",
+            )
         ]
         return conditions
     conditions += [
@@ -197,6 +203,8 @@ def alert_conditions_get(*, report: HealthReport) -> list[AlertCondition]:
         _error_rate_condition(),
         _backup_condition(),
         _check_condition(report, "pitr_archiving", "pitr"),
+        # A drill that fails alerts at once (backups); this one also fires when drills stop.
+        _check_condition(report, "pitr_drill_failed", "pitr_drill"),
     ]
     return conditions
 

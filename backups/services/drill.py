@@ -236,7 +236,7 @@ def _mark_once() -> DrillMark:
     with transaction.atomic():
         RestorePoint.objects.create(
             name=name,
-            reason=RestorePoint.Reason.MANUAL,
+            reason=RestorePoint.Reason.DRILL,
             description="Drill mark: every school's records fingerprinted at this point.",
             created_at=created_at,
             lsn=lsn,
