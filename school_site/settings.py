@@ -813,8 +813,10 @@ for _repo, _bucket in (("s3", PITR_S3_BUCKET), ("gcs", PITR_GCS_BUCKET)):
         raise ImproperlyConfigured(f"PITR_REPOS includes {_repo}: set PITR_{_repo.upper()}_BUCKET.")
 if PITR_S3_URI_STYLE not in {"host", "path"}:
     raise ImproperlyConfigured("PITR_S3_URI_STYLE must be host or path.")
-if PITR_ENABLED and PITR_PG_HOST and not (
-    PITR_TLS_CA_FILE and PITR_TLS_CERT_FILE and PITR_TLS_KEY_FILE
+if (
+    PITR_ENABLED
+    and PITR_PG_HOST
+    and not (PITR_TLS_CA_FILE and PITR_TLS_CERT_FILE and PITR_TLS_KEY_FILE)
 ):
     raise ImproperlyConfigured(
         "PITR_PG_HOST needs PITR_TLS_CA_FILE, PITR_TLS_CERT_FILE and PITR_TLS_KEY_FILE."

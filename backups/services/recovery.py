@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -376,9 +377,12 @@ def recovery_stop(cluster: RestoredCluster, *, remove: bool = False) -> None:
         shutil.rmtree(cluster.socket_dir, ignore_errors=True)
 
 
-def _run_shell(command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S602 - the operator's own configured command
-        command, shell=True, capture_output=True, text=True, timeout=3600
+def _run_configured(command: str, data: Path) -> subprocess.CompletedProcess:
+    """PITR_STOP_COMMAND or PITR_START_COMMAND, split like a shell would but run without
+    one, `{data}` in any word replaced by the data directory."""
+    argv = [word.replace("{data}", str(data)) for word in shlex.split(command)]
+    return subprocess.run(  # noqa: S603 - the operator's own configured command, no shell
+        argv, capture_output=True, text=True, timeout=3600
     )
 
 
@@ -395,7 +399,7 @@ def recovery_switch(
     recovery_stop(cluster)
     say("stopping the live cluster")
     if settings.PITR_STOP_COMMAND:
-        done = _run_shell(settings.PITR_STOP_COMMAND.format(data=live))
+        done = _run_configured(settings.PITR_STOP_COMMAND, live)
     else:
         done = _pg_ctl(live, "-m", "fast", "-w", "stop", timeout=600)
     if done.returncode and "Is server running?" not in done.stderr:
@@ -414,7 +418,7 @@ def recovery_switch(
         _chown(auto)
     say("starting the restored cluster as the live one")
     if settings.PITR_START_COMMAND:
-        done = _run_shell(settings.PITR_START_COMMAND.format(data=live))
+        done = _run_configured(settings.PITR_START_COMMAND, live)
     else:
         done = _pg_ctl(live, "-l", str(live.parent / f"{live.name}.log"), "-w", "start")
     if done.returncode:
@@ -576,7 +580,7 @@ def recovery_new_server_go_live(
         _chown(auto)
     say("starting it as the live database")
     if settings.PITR_START_COMMAND:
-        done = _run_shell(settings.PITR_START_COMMAND.format(data=cluster.data_dir))
+        done = _run_configured(settings.PITR_START_COMMAND, cluster.data_dir)
     else:
         log = cluster.data_dir.parent / f"{cluster.data_dir.name}.log"
         done = _pg_ctl(cluster.data_dir, "-l", str(log), "-w", "start")
