@@ -277,9 +277,7 @@ def test_a_row_the_policy_refuses_answers_403_and_is_audited_never_a_500(
         request = rf.post("/students/")
         request.user = world.registrar
         request.access = SimpleNamespace(school=world.school)
-        response = CurrentSchoolMiddleware(lambda r: None).process_exception(
-            request, refused.value
-        )
+        response = CurrentSchoolMiddleware(lambda r: None).process_exception(request, refused.value)
     assert response is not None and response.status_code == 403
     assert b"row-level" not in response.content and b"INSERT" not in response.content
     entry = AuditEvent.objects.get(action="access_refused")
