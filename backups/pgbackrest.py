@@ -123,6 +123,7 @@ def render_config() -> str:
         "compress-type=zst",
         f"compress-level={settings.PITR_COMPRESS_LEVEL}",
         f"process-max={settings.PITR_PROCESS_MAX}",
+        f"io-timeout={settings.PITR_IO_TIMEOUT}",
         # A backup starts at once (an immediate checkpoint), not at the next scheduled one.
         "start-fast=y",
         # A restore into a directory that holds an older copy only rewrites what changed.

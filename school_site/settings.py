@@ -831,6 +831,11 @@ if not 1 <= PITR_ARCHIVE_TIMEOUT <= 60:
 # Parallel compression and transfer processes of a backup or restore; zstd level.
 PITR_PROCESS_MAX = env.int("PITR_PROCESS_MAX", default=2)
 PITR_COMPRESS_LEVEL = env.int("PITR_COMPRESS_LEVEL", default=3)
+# Seconds pgBackRest waits on a repository that does not answer before an attempt fails
+# (it retries at several layers, so a dead store takes a few multiples of this per WAL).
+PITR_IO_TIMEOUT = env.int("PITR_IO_TIMEOUT", default=60)
+if not 5 <= PITR_IO_TIMEOUT <= 600:
+    raise ImproperlyConfigured("PITR_IO_TIMEOUT must be between 5 and 600 seconds.")
 # Restores to a moment build their cluster here (a directory per restore) on a free port;
 # `--switch` then starts it as the live one with these commands ({data} is replaced).
 PITR_RESTORE_DIR = Path(env.str("PITR_RESTORE_DIR", default=str(VAR_DIR / "pitr-restores")))

@@ -6,6 +6,7 @@ repository passphrase, `pitr setup`, and `manage.py` run against it as an operat
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import subprocess
@@ -208,3 +209,41 @@ def pitr_platform() -> Iterator[PitrPlatform]:
             if leftover.is_dir() and (leftover / "postmaster.pid").exists():
                 platform.ctl("-m", "immediate", "stop", data=leftover, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- what the tests do to a platform -------------------------------------------------------
+def add_students(p: PitrPlatform, prefix: str, n: int) -> datetime.datetime:
+    """n students of North, committed; returns the commit's time (the server's clock)."""
+    p.psql(
+        "INSERT INTO students_student (school_id, student_number, first_name, middle_name, "
+        "last_name, preferred_name, date_of_birth, gender, status, admitted_on, email, phone, "
+        "address, medical_notes, notes, created_at, updated_at) "
+        f"SELECT s.id, '{prefix}' || g, 'First', '', 'Last' || g, '', '2015-01-01', '', "
+        "'active', '2026-09-01', '', '', '', '', '', now(), now() "
+        f"FROM students_school s, generate_series(1, {n}) g WHERE s.code = 'NORTH'"
+    )
+    return datetime.datetime.fromisoformat(p.psql("SELECT clock_timestamp()"))
+
+
+def count(p: PitrPlatform, prefix: str, port: int = 0) -> int:
+    """Students whose number starts with `prefix` (on another port: a restored cluster)."""
+    return int(
+        p.psql(
+            f"SELECT count(*) FROM students_student WHERE student_number LIKE '{prefix}%'",
+            port=port,
+        )
+    )
+
+
+def restore(p: PitrPlatform, *args: str, check: bool = True) -> Any:
+    """`restore_backup ...` as the operator, with a fresh two-factor code."""
+    return p.manage(
+        "restore_backup",
+        *args,
+        "--operator",
+        OPERATOR,
+        "--otp-token",
+        operator_code(),
+        check=check,
+        timeout=900,
+    )

@@ -11,7 +11,14 @@ import time
 
 import pytest
 
-from tests.backups.pitr import OPERATOR, PitrPlatform, available, operator_code, pitr_platform
+from tests.backups.pitr import (
+    PitrPlatform,
+    add_students,
+    available,
+    count,
+    pitr_platform,
+    restore,
+)
 
 # One cluster for the module, its tests in order (each builds on the last), on one worker.
 pytestmark = [
@@ -26,41 +33,6 @@ pytestmark = [
 def platform() -> PitrPlatform:
     with pitr_platform() as p:
         yield p
-
-
-def add_students(p: PitrPlatform, prefix: str, n: int) -> datetime.datetime:
-    """n students of North, committed; returns the commit's time (the server's clock)."""
-    p.psql(
-        "INSERT INTO students_student (school_id, student_number, first_name, middle_name, "
-        "last_name, preferred_name, date_of_birth, gender, status, admitted_on, email, phone, "
-        "address, medical_notes, notes, created_at, updated_at) "
-        f"SELECT s.id, '{prefix}' || g, 'First', '', 'Last' || g, '', '2015-01-01', '', "
-        "'active', '2026-09-01', '', '', '', '', '', now(), now() "
-        f"FROM students_school s, generate_series(1, {n}) g WHERE s.code = 'NORTH'"
-    )
-    return datetime.datetime.fromisoformat(p.psql("SELECT clock_timestamp()"))
-
-
-def count(p: PitrPlatform, prefix: str, port: int = 0) -> int:
-    return int(
-        p.psql(
-            f"SELECT count(*) FROM students_student WHERE student_number LIKE '{prefix}%'",
-            port=port,
-        )
-    )
-
-
-def restore(p: PitrPlatform, *args: str, check: bool = True):
-    return p.manage(
-        "restore_backup",
-        *args,
-        "--operator",
-        OPERATOR,
-        "--otp-token",
-        operator_code(),
-        check=check,
-        timeout=900,
-    )
 
 
 def test_setup_archives_and_a_physical_backup_is_recorded(platform: PitrPlatform) -> None:

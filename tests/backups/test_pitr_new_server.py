@@ -13,7 +13,14 @@ import time
 
 import pytest
 
-from tests.backups.pitr import OPERATOR, PitrPlatform, available, operator_code, pitr_platform
+from tests.backups.pitr import (
+    OPERATOR,
+    PitrPlatform,
+    add_students,
+    available,
+    operator_code,
+    pitr_platform,
+)
 
 pytestmark = [
     pytest.mark.skipif(bool(available()), reason=available() or "-"),
@@ -25,17 +32,6 @@ pytestmark = [
 
 def students(p: PitrPlatform) -> int:
     return int(p.psql("SELECT count(*) FROM students_student"))
-
-
-def add_students(p: PitrPlatform, prefix: str, n: int) -> None:
-    p.psql(
-        "INSERT INTO students_student (school_id, student_number, first_name, middle_name, "
-        "last_name, preferred_name, date_of_birth, gender, status, admitted_on, email, phone, "
-        "address, medical_notes, notes, created_at, updated_at) "
-        f"SELECT s.id, '{prefix}' || g, 'First', '', 'Last' || g, '', '2015-01-01', '', "
-        "'active', '2026-09-01', '', '', '', '', '', now(), now() "
-        f"FROM students_school s, generate_series(1, {n}) g WHERE s.code = 'NORTH'"
-    )
 
 
 def lose_the_server(p: PitrPlatform) -> None:

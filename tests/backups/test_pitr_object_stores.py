@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from tests.backups.conftest import gcs_client, s3_client
-from tests.backups.pitr import PitrPlatform, available, pitr_platform
-from tests.backups.test_pitr import add_students, count, restore
+from tests.backups.pitr import PitrPlatform, add_students, available, count, pitr_platform, restore
 from tests.backups.tls_front import (
     TlsFront,
     nginx_available,

@@ -16,7 +16,14 @@ import time
 
 import pytest
 
-from tests.backups.pitr import OPERATOR, PitrPlatform, available, operator_code, pitr_platform
+from tests.backups.pitr import (
+    OPERATOR,
+    PitrPlatform,
+    available,
+    operator_code,
+    pitr_platform,
+    restore,
+)
 from tests.helpers import PYTHON, REPO
 
 # One cluster for the module, its tests in order (each builds on the last), on one worker.
@@ -184,19 +191,6 @@ def undo_events(p: PitrPlatform) -> list[dict]:
         "FROM audit_auditevent WHERE action LIKE 'school_undo%' ORDER BY id"
     )
     return [json.loads(line) for line in out.splitlines() if line]
-
-
-def restore(p: PitrPlatform, *args: str, check: bool = True):
-    return p.manage(
-        "restore_backup",
-        *args,
-        "--operator",
-        OPERATOR,
-        "--otp-token",
-        operator_code(),
-        check=check,
-        timeout=900,
-    )
 
 
 def no_side_cluster_left(p: PitrPlatform) -> bool:
