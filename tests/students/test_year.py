@@ -293,3 +293,28 @@ def test_alert_templates_are_checked(world) -> None:
     with pytest.raises(ValidationError) as caught:
         row.full_clean()
     assert "nobody" in str(caught.value) and "Braces" in str(caught.value)
+
+
+def test_rollover_is_announced_before_it_writes(seeded) -> None:
+    """students.signals.risky_operation goes out before the first write (the backups app
+    answers it with a restore point): a receiver sees the old year still current."""
+    from students.models import AcademicYear
+    from students.signals import risky_operation
+
+    year = AcademicYear.objects.for_school(seeded).get(is_current=True)
+    heard: list[dict] = []
+
+    def listen(sender, **kwargs) -> None:
+        heard.append(
+            {**kwargs, "current": AcademicYear.objects.for_school(seeded).get(is_current=True)}
+        )
+
+    risky_operation.connect(listen, dispatch_uid="test-listen")
+    try:
+        plan = rollover_plan(school=seeded, from_year=year, name="2027-2028")
+        rollover_apply(plan=plan, actor=None)
+    finally:
+        risky_operation.disconnect(dispatch_uid="test-listen")
+    assert len(heard) == 1
+    assert heard[0]["reason"] == "rollover" and heard[0]["school_id"] == seeded.pk
+    assert heard[0]["current"] == year and "2027-2028" in heard[0]["description"]
