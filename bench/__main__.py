@@ -4,6 +4,8 @@ load              the load benchmark (locust, gunicorn, cache on/off, saturation
 rls               the load benchmark's scenario and saturation with and without row-level
                   security, side by side in one run
 soak              the staff scenario for a long while, with a backup and a verify inside
+pitr              point-in-time recovery: pgBackRest backups and restores through the platform
+                  against the same by hand, the logical pipeline, and the RPO (bench/pitr/)
 backup            bench/backup_bench.py (backups)
 sqlite-migration  bench/sqlite_migration.py (moving from SQLite to PostgreSQL)
 upload-memory     bench/upload_memory.py (worker memory during a large upload)
@@ -39,6 +41,10 @@ def main() -> int:
         from bench.soak import main as soak_main
 
         return soak_main(rest)
+    if name == "pitr":
+        from bench.pitr.run import main as pitr_main
+
+        return pitr_main(rest)
     if name in SCRIPTS:
         path = Path(__file__).resolve().parent / SCRIPTS[name]
         sys.argv = [str(path), *rest]
