@@ -329,6 +329,12 @@ class DrillReceipt(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
 
+    # Row-level security (students.row_security): a school's receipt to those acting for
+    # it; the district-wide one (no school), which carries the drill's result, to anyone who
+    # may see backups (the health check reads it).
+    row_security_columns = ("school_id",)
+    row_security_also = "school_id IS NULL"
+
     class Meta:
         ordering = ["-finished_at", "school_id", "id"]
         indexes = [models.Index(fields=["-finished_at"], name="drillreceipt_finished_idx")]

@@ -252,50 +252,17 @@ def recovery_restore(
         data_dir = settings.PITR_RESTORE_DIR / f"restore-{started:%Y%m%dT%H%M%S}"
     if data_dir.exists() and any(data_dir.iterdir()):
         raise RecoveryRefused(f"{data_dir} is not empty: give a new directory with --data-dir.")
-    for directory in (data_dir.parent, data_dir):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _chown(directory)
-    os.chmod(data_dir, 0o700)
-    socket_dir = data_dir.parent / f"{data_dir.name}.sock"
-    socket_dir.mkdir(exist_ok=True, mode=0o700)
-    _chown(socket_dir)
-    cluster = RestoredCluster(
+    cluster = _restore_and_start(
+        target=target,
+        chosen=chosen,
         data_dir=data_dir,
         port=port or _free_port(),
-        socket_dir=socket_dir,
-        target=target,
-        backup_label=chosen["label"],
-        started_at=started,
+        listen="127.0.0.1",
+        started=started,
+        say=say,
+        progress=progress,
+        wait_seconds=wait_seconds,
     )
-    args = [
-        "restore",
-        f"--set={chosen['label']}",
-        f"--repo={chosen['database']['repo-key']}",
-        f"--pg1-path={data_dir}",
-        # The new cluster must not archive into the live one's history until it is switched.
-        "--archive-mode=off",
-    ]
-    if target.kind == "time":
-        args += ["--type=time", f"--target={target}", "--target-action=promote"]
-    elif target.kind == "name":
-        args += ["--type=name", f"--target={target.name}", "--target-action=promote"]
-    say(f"restoring backup {chosen['label']} into {data_dir}")
-    pgbackrest.run(*args, progress=progress, timeout=wait_seconds)
-    _ensure_config_files(data_dir)
-    say(f"replaying WAL to {target} on port {cluster.port}")
-    options = (
-        f"-p {cluster.port} -c listen_addresses=127.0.0.1 "
-        f"-c unix_socket_directories={socket_dir} -c archive_mode=off"
-    )
-    done = _pg_ctl(
-        data_dir, "-l", str(cluster.log), "-o", options, "-w", "-t", str(int(wait_seconds)), "start"
-    )
-    if done.returncode:
-        raise RecoveryRefused(
-            f"The restored cluster did not start: {done.stderr.strip()}\n{_log_tail(cluster.log)}"
-        )
-    _wait_promoted(cluster, wait_seconds)
-    _check(cluster)
     cluster.seconds = round(time.monotonic() - clock, 1)
     audit_record(
         actor=actor,
@@ -309,6 +276,68 @@ def recovery_restore(
             "recovered_to": cluster.recovered_to.isoformat() if cluster.recovered_to else None,
         },
     )
+    return cluster
+
+
+def _restore_and_start(
+    *,
+    target: RecoveryTarget,
+    chosen: dict[str, Any],
+    data_dir: Path,
+    port: int,
+    listen: str,
+    started: datetime.datetime,
+    say: Callable[[str], None],
+    progress: Callable[[float], None] | None,
+    wait_seconds: float,
+) -> RestoredCluster:
+    """pgBackRest restores `chosen` into `data_dir` (a new directory, made the OS user's),
+    set to replay to `target` and then promote, with archiving off; PostgreSQL then starts
+    on `port` and its own socket directory, and is checked once out of recovery."""
+    for directory in (data_dir.parent, data_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _chown(directory)
+    os.chmod(data_dir, 0o700)
+    socket_dir = data_dir.parent / f"{data_dir.name}.sock"
+    socket_dir.mkdir(exist_ok=True, mode=0o700)
+    _chown(socket_dir)
+    cluster = RestoredCluster(
+        data_dir=data_dir,
+        port=port,
+        socket_dir=socket_dir,
+        target=target,
+        backup_label=chosen["label"],
+        started_at=started,
+    )
+    args = [
+        "restore",
+        f"--set={chosen['label']}",
+        f"--repo={chosen['database']['repo-key']}",
+        f"--pg1-path={data_dir}",
+        # Not into the live one's history until it is switched (or goes live).
+        "--archive-mode=off",
+    ]
+    if target.kind == "time":
+        args += ["--type=time", f"--target={target}", "--target-action=promote"]
+    elif target.kind == "name":
+        args += ["--type=name", f"--target={target.name}", "--target-action=promote"]
+    say(f"restoring backup {chosen['label']} into {data_dir}")
+    pgbackrest.run(*args, progress=progress, timeout=wait_seconds)
+    _ensure_config_files(data_dir)
+    say(f"replaying WAL to {target} on port {port}")
+    options = (
+        f"-p {port} -c listen_addresses='{listen}' "
+        f"-c unix_socket_directories={socket_dir} -c archive_mode=off"
+    )
+    done = _pg_ctl(
+        data_dir, "-l", str(cluster.log), "-o", options, "-w", "-t", str(int(wait_seconds)), "start"
+    )
+    if done.returncode:
+        raise RecoveryRefused(
+            f"The restored cluster did not start: {done.stderr.strip()}\n{_log_tail(cluster.log)}"
+        )
+    _wait_promoted(cluster, wait_seconds)
+    _check(cluster)
     return cluster
 
 
@@ -469,46 +498,18 @@ def recovery_new_server(
     chosen = _choose_set(target, sets)
     started = timezone.now()
     clock = time.monotonic()
-    for directory in (data_dir.parent, data_dir):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _chown(directory)
-    os.chmod(data_dir, 0o700)
-    socket_dir = data_dir.parent / f"{data_dir.name}.recovery.sock"
-    socket_dir.mkdir(exist_ok=True, mode=0o700)
-    _chown(socket_dir)
-    cluster = RestoredCluster(
+    # No TCP clients while the operator is not checked: a private socket only.
+    cluster = _restore_and_start(
+        target=target,
+        chosen=chosen,
         data_dir=data_dir,
         port=_free_port(),
-        socket_dir=socket_dir,
-        target=target,
-        backup_label=chosen["label"],
-        started_at=started,
+        listen="",
+        started=started,
+        say=say,
+        progress=progress,
+        wait_seconds=wait_seconds,
     )
-    args = [
-        "restore",
-        f"--set={chosen['label']}",
-        f"--repo={chosen['database']['repo-key']}",
-        "--archive-mode=off",
-    ]
-    if target.kind == "time":
-        args += ["--type=time", f"--target={target}", "--target-action=promote"]
-    say(f"restoring backup {chosen['label']} into {data_dir}")
-    pgbackrest.run(*args, progress=progress, timeout=wait_seconds)
-    _ensure_config_files(data_dir)
-    say(f"replaying WAL to {target} (private port {cluster.port}, no TCP clients)")
-    options = (
-        f"-p {cluster.port} -c listen_addresses='' "
-        f"-c unix_socket_directories={socket_dir} -c archive_mode=off"
-    )
-    done = _pg_ctl(
-        data_dir, "-l", str(cluster.log), "-o", options, "-w", "-t", str(int(wait_seconds)), "start"
-    )
-    if done.returncode:
-        raise RecoveryRefused(
-            f"The restored cluster did not start: {done.stderr.strip()}\n{_log_tail(cluster.log)}"
-        )
-    _wait_promoted(cluster, wait_seconds)
-    _check(cluster)
     cluster.seconds = round(time.monotonic() - clock, 1)
     return cluster
 
