@@ -39,7 +39,10 @@ if [ "$audit_status" -ne 0 ]; then
 fi
 echo "==> pytest"
 set +e
-python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup --create-db "$@"
+# --dist loadfile: a module's tests run on one worker, in order, so a module-scoped cluster
+# (tests/backups/pitr.py) serves all of them. (--dist loadgroup does not group with pytest 9:
+# pytest-xdist 3.8 tags the group onto `item._nodeid`, which pytest 9 no longer reads.)
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile --create-db "$@"
 status=$?
 if [ "$status" -eq 0 ] && [ "$#" -eq 0 ]; then
   # schemathesis' items share one node id, which pytest-xdist cannot schedule: this one runs
