@@ -13,9 +13,10 @@ run against the same work done by hand.
    moment nine tenths into the write load, checked against the writes acknowledged before
    it), `restore_backup <run> --target-database` (the logical restore into a new database)
    and `createdb` + `pg_restore`.
-4. RPO: more writes, the server killed with SIGKILL when its newest archived WAL is nearly
-   `archive_timeout` old, its data directory taken away, `recover_server` to the latest WAL;
-   the acknowledged transactions lost and their time span.
+4. RPO, twice: under the write load, then with a trickle of writes (`archive_timeout`, not
+   full segments, decides what is archived); each time the server killed with SIGKILL when
+   its newest archived WAL is about as old as it gets, its data directory taken away,
+   `recover_server` to the latest WAL; the acknowledged transactions lost and their span.
 5. Wall time and peak RSS of each command's process tree (`measure.py`), the load average
    and the other processes' CPU time meanwhile; results in bench/results/pitr-<stamp>/ and
    BENCHMARKS.md's "### Point-in-time recovery" block (`report.py`, against the issue's

@@ -35,10 +35,10 @@ STANZA = "schoolhouse"
 OPERATOR = "bench-pitr-operator"
 # A fixed TOTP key: the benchmark computes the operator's codes as their phone would.
 OPERATOR_KEY = "3132333435363738393031323334353637383930"
-# One of the operator's backup codes (8 letters and digits, accepted once, at any time):
+# The operator's backup codes (8 letters and digits, each accepted once, at any time):
 # recover_server checks the code only after the restore and the replay, minutes after it
 # was typed, when an authenticator's code has long expired.
-BACKUP_CODE = "rpo4pitr"
+BACKUP_CODES = ("rpo4pitr", "rpo5pitr", "rpo6pitr")
 SECRET_KEY = "bench-pitr-only-not-secret-0123456789-0123456789-0123456789"  # noqa: S105
 
 
@@ -288,7 +288,7 @@ class BenchCluster:
             "TOTPDevice.objects.create(user=u, name='phone', confirmed=True, "
             f"key='{OPERATOR_KEY}')\n"
             "backup = StaticDevice.objects.create(user=u, name='backup', confirmed=True)\n"
-            f"backup.token_set.create(token='{BACKUP_CODE}')",
+            f"for code in {list(BACKUP_CODES)!r}: backup.token_set.create(token=code)",
             DATABASE_URL=self.url(OWNER),
         )
 

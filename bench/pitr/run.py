@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import (
-    BACKUP_CODE,
+    BACKUP_CODES,
     OPERATOR,
     OWNER,
     REPO,
@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Minutes of write load before the server is killed in the RPO step (2).",
     )
     parser.add_argument(
+        "--rpo-trickle-rate",
+        type=float,
+        default=0.2,
+        help="A second RPO step with this many write transactions a second (0.2: one every "
+        "5 s, so archive_timeout, not full segments, decides what is archived; 0 skips it).",
+    )
+    parser.add_argument(
         "--archive-timeout",
         type=int,
         default=60,
@@ -115,6 +122,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.write_minutes <= 0 or args.write_rate <= 0 or args.rpo_minutes <= 0:
         parser.error("--write-minutes, --write-rate and --rpo-minutes must be positive")
+    if args.rpo_trickle_rate < 0:
+        parser.error("--rpo-trickle-rate must not be negative")
     if not 1 <= args.archive_timeout <= 60:
         parser.error("--archive-timeout must be between 1 and 60 (the platform's range)")
     if min(args.restore_rounds, args.backup_rounds) < 1 or args.extra_periods < 0:
@@ -122,6 +131,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--backup-rounds and --restore-rounds must be at least 1, --extra-periods not negative"
         )
     return args
+
+
+def redo_seconds(log: Path) -> float | None:
+    """How long PostgreSQL's own recovery took, from its log ("redo done at ... elapsed:
+    N s"); the last such line, as the log may hold an earlier recovery's."""
+    try:
+        found = re.findall(r"redo done at .*elapsed: ([\d.]+) s", log.read_text(errors="replace"))
+    except OSError:
+        return None
+    return float(found[-1]) if found else None
 
 
 def _s(seconds: float | None) -> str:
@@ -361,15 +380,18 @@ class Run:
         done = result.at("Restored to")
         check["files_seconds"] = files
         check["replay_and_checks_seconds"] = round(done - files, 1) if files and done else None
+        check["replay_seconds"] = redo_seconds(data_dir.parent / f"{data_dir.name}.log")
         result.note = (
-            f"files restored by pgBackRest at {_s(files)} s, WAL replayed and the cluster "
-            f"checked at {_s(done)} s; writes up to #{seq} "
+            f"files restored by pgBackRest at {_s(files)} s, WAL replayed "
+            f"({_s(check['replay_seconds'])} s by PostgreSQL's count) and the cluster checked "
+            f"at {_s(done)} s; writes up to #{seq} "
             f"(#{moment['last_acked_seq']} acknowledged before the moment)"
         )
         self.record(result)
         self.cluster.stop(data=data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(data_dir.parent / f"{data_dir.name}.sock", ignore_errors=True)
+        (data_dir.parent / f"{data_dir.name}.log").unlink(missing_ok=True)
 
     def restore_logical(self, round_: int) -> None:
         name = f"bench_logical_restore_{round_}"
@@ -426,21 +448,37 @@ class Run:
         self.cluster.drop_database(name)
 
     def rpo(self) -> None:
+        """The server killed and rebuilt, twice: under the write load (segments fill in
+        seconds), and with a trickle of writes (segments are closed by archive_timeout: the
+        longest a quiet server's writes wait for the archive)."""
+        cases = [("under the write load", self.args.write_rate, self.args.rpo_minutes)]
+        if self.args.rpo_trickle_rate:
+            # Enough of the trickle to see two segments closed by archive_timeout.
+            minutes = max(self.args.rpo_minutes, 2.5 * self.args.archive_timeout / 60)
+            cases.append(("a trickle of writes", self.args.rpo_trickle_rate, minutes))
+        self.facts["rpo"] = []
+        for i, (name, rate, minutes) in enumerate(cases):
+            if i:
+                self.cluster.manage("pitr", "setup")  # archiving again after the recovery
+            self.facts["rpo"].append(self.rpo_case(name, rate, minutes, BACKUP_CODES[i]))
+
+    def rpo_case(self, name: str, rate: float, minutes: float, code: str) -> dict[str, Any]:
         """Writes go on, the server is killed when its newest archived WAL is about as old as
-        it gets under this load (the worst moment), its data directory is lost, and
+        it gets under these writes (the worst moment), its data directory is lost, and
         recover_server brings it back from the repository."""
         c = self.cluster
         self.settle()
         # A fresh incremental, as the nightly schedule would have: the recovery replays
         # this step's WAL, not the restores' (which wrote two copies of the database).
-        self.physical("incremental backup before the RPO step", "incr", PLATFORM)
+        self.physical(f"incremental backup before the RPO step ({name})", "incr", PLATFORM)
         timeout = self.args.archive_timeout
-        self.writes.start(self.args.rpo_minutes * 60 + 4 * timeout + 60)
+        self.writes.rate = rate
+        self.writes.start(minutes * 60 + 4 * timeout + 60)
         # The gaps between archived segments during the load: segments are closed when full
         # or after archive_timeout, whichever comes first.
         gaps: list[float] = []
         last_seen: float | None = None
-        load_ends = time.monotonic() + self.args.rpo_minutes * 60
+        load_ends = time.monotonic() + minutes * 60
         while time.monotonic() < load_ends:
             age = c.last_archived_age()
             if age is not None:
@@ -466,15 +504,17 @@ class Run:
         time.sleep(1)
         lost_dir = c.root / "data.lost"
         os.replace(c.data, lost_dir)
-        cmd = c.manage_cmd("recover_server", "--operator", OPERATOR, "--otp-token", BACKUP_CODE)
+        cmd = c.manage_cmd("recover_server", "--operator", OPERATOR, "--otp-token", code)
         result = measure(
-            "RPO: recover_server to latest", "recover_server", cmd, env=c.env(), cwd=REPO
+            f"RPO, {name}: recover_server to latest", "recover_server", cmd, env=c.env(), cwd=REPO
         )
         seq, at = c.sql(f"SELECT max(seq), max(at) FROM {LOG_TABLE}")[0]
         acked = stats.ack_of(int(seq)) if seq else None
         lost = [s for s, t in stats.acks if t <= killed_at and s > (seq or 0)]
+        first_lost = stats.ack_of(lost[0]) if lost else None
         recovered_to = re.search(r"last transaction (.+?), timeline", result.stdout_tail)
-        self.facts["rpo"] = {
+        case = {
+            "case": name,
             "archive_timeout": timeout,
             "write_load": stats.summary(),
             "killed_at": _iso(killed_at),
@@ -486,19 +526,24 @@ class Run:
             "recovered_newest_write": at.isoformat() if at else None,
             "recovered_to": recovered_to.group(1) if recovered_to else None,
             "acked_transactions_lost": len(lost),
-            # The window of acknowledged commits lost: from the newest one recovered to the
-            # kill (commits are steady, so this is the time the archive was behind).
+            # The writes lost, as time: the recovered state is of a moment between the newest
+            # commit recovered and the first one lost, so the RPO lies between the kill's
+            # distance from the one (the figure, the conservative end) and from the other.
             "rpo_seconds": round(killed_at - acked, 1) if acked else None,
+            "rpo_lower_seconds": round(killed_at - first_lost, 1) if first_lost else None,
+            "replay_seconds": redo_seconds(c.root / f"{c.data.name}.log"),
         }
         steps = "; ".join(
             line.strip() for _at, line in result.lines if re.match(r"\s+[a-z ]+: [\d.]+ s$", line)
         )
         result.note = (
-            f"{steps}; recovered writes up to #{seq}; {len(lost)} acknowledged transactions lost"
+            f"{steps} (WAL replay {_s(case['replay_seconds'])} s); recovered writes up to "
+            f"#{seq}; {len(lost)} acknowledged transactions lost"
         )
         self.record(result)
         shutil.rmtree(lost_dir, ignore_errors=True)
-        say(f"RPO: {self.facts['rpo']}")
+        say(f"RPO, {name}: {case}")
+        return case
 
     def cleanup(self) -> None:
         for data in [self.cluster.data, *sorted((self.root / "restores").glob("*"))]:
