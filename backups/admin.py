@@ -31,6 +31,15 @@ class BackupAdminMixin:
     def has_module_permission(self, request: HttpRequest) -> bool:
         return may_manage_backups(request.user)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Reading the request's access is what makes it act for the user's schools (row-level
+        # security; it is lazy, school_site.middleware): a district administrator's are every
+        # school, so a school's restore points and drill receipts show in a change view too.
+        # Who may see backups at all is has_view_permission's; an install with no school
+        # yet has no access to read, and its backups still show.
+        bool(getattr(request, "access", None))
+        return super().get_queryset(request)  # type: ignore[misc]
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return may_manage_backups(request.user)
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from backups.models import DrillMark, DrillReceipt, RestorePoint
 from backups.selectors import drill_receipts_newest, pitr_drill_health
 from backups.services.drill import _verify_problems
-from tests.students.factories import district_admin
+from tests.students.factories import SchoolFactory, district_admin
 
 VERIFY_OK = """\
 2026-12-02 11:02:01.432 P00 DETAIL: archiveId: 15-1, wal start: 000000010000000000000001, wal stop: 000000010000000000000044
@@ -134,11 +134,12 @@ def test_the_pitr_drill_check_is_on_the_dashboard_when_pitr_is_on(settings) -> N
 @pytest.mark.django_db
 def test_receipts_and_marks_are_read_only_in_the_admin(client) -> None:
     client.force_login(district_admin())
+    north = SchoolFactory(name="North")
     row = receipt(
         "drill-a",
         days_ago=1,
         result="failed",
-        school_id=7,
+        school_id=north.pk,
         school_name="North",
         details={"differ": {"students_student": {"expected": [3, "ab"], "found": [2, "cd"]}}},
     )
