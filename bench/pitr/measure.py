@@ -47,12 +47,11 @@ def kind_of(name: str, cmdline: list[str]) -> str:
     return OTHER
 
 
-def label_of(p: psutil.Process) -> str:
+def label_of(name: str, cmdline: list[str]) -> str:
     """A short name: the executable, or for Python what it runs (`manage.py backup_now`)."""
-    name = p.name()
     if not name.startswith("python"):
         return name
-    args = p.cmdline()[1:]
+    args = cmdline[1:]
     if "-m" in args and args.index("-m") + 1 < len(args):
         return f"python -m {args[args.index('-m') + 1]}"
     for i, arg in enumerate(args):
@@ -139,7 +138,7 @@ def measure(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     root = psutil.Process(proc.pid)
-    seen: dict[int, tuple[str, str]] = {}  # pid -> (label, kind)
+    seen: dict[int, tuple[str, str]] = {}  # pid -> (label, kind), as last seen
     hwm: dict[int, int] = {}
     kinds: dict[str, int] = {}
     ours_sum = 0
@@ -152,17 +151,24 @@ def measure(
             tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             tree = []
-        now: dict[str, int] = {}
+        found: dict[int, tuple[str, list[str], int, int]] = {}
         for p in tree:
             try:
-                if p.pid not in seen:
-                    seen[p.pid] = (label_of(p), kind_of(p.name(), p.cmdline()))
-                rss = p.memory_info().rss
+                with p.oneshot():
+                    found[p.pid] = (p.name(), p.cmdline(), p.ppid(), p.memory_info().rss)
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            kind = seen[p.pid][1]
+        now: dict[str, int] = {}
+        for pid, (name, cmdline, ppid, rss) in found.items():
+            parent = found.get(ppid)
+            if parent is not None and parent[1] == cmdline:
+                # Forked and not yet exec'd (subprocess's vfork): the parent's own pages,
+                # counted once, with the parent.
+                continue
+            label, kind = label_of(name, cmdline), kind_of(name, cmdline)
+            seen[pid] = (label, kind)
             now[kind] = now.get(kind, 0) + rss
-            hwm[p.pid] = max(hwm.get(p.pid, 0), vm_hwm(p.pid), rss)
+            hwm[pid] = max(hwm.get(pid, 0), vm_hwm(pid), rss)
         for kind, total in now.items():
             kinds[kind] = max(kinds.get(kind, 0), total)
         ours_sum = max(ours_sum, now.get(OURS, 0))

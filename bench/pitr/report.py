@@ -240,6 +240,19 @@ def pitr_markdown(s: dict[str, Any]) -> str:
         f"| {_pct(_overhead(s, 'differential backup', 'cpu_seconds'))} |",
         f"| logical backup (`backup_now` / `pg_dump -Fc`) | {_s(dump_p)} s | {_s(dump_h)} s "
         f"| {_ratio_text(dump_p, dump_h)} |",
+    ]
+    costs = f.get("fixed_costs")
+    if costs:
+        lines += [
+            "",
+            "What the platform adds around pgBackRest, each part timed alone (medians of 3): "
+            f"starting `manage.py backup_now` (Python and Django) {costs['django_start_seconds']} "
+            f"s, one `pgbackrest info --output=json` {costs['pgbackrest_info_seconds']} s (the "
+            "platform runs two, before and after the backup, to find the new set), then its "
+            "run row, audit entry and a `SHOW server_version`. These do not grow with the "
+            "database; pgBackRest's own time does.",
+        ]
+    lines += [
         "",
         "| restore of the same data | wall s | / logical restore |",
         "| --- | ---: | ---: |",

@@ -68,6 +68,7 @@ SUMMARY = {
             "wal_bytes": 1_000 * 2**20,
             "wal_mib_per_minute": 100.0,
         },
+        "fixed_costs": {"django_start_seconds": 0.62, "pgbackrest_info_seconds": 0.08},
         "restore_checks": [
             {
                 "step": "restore to a moment",
@@ -175,6 +176,7 @@ def test_the_markdown_renders_every_figure_against_its_target() -> None:
     assert "to the moment in 8.1, 12.5 s." in markdown
     assert "**not met**" in markdown  # the differential's overhead
     assert "`pytest and its xdist workers` 120 s" in markdown
+    assert "(Python and Django) 0.62 s, one `pgbackrest info --output=json` 0.08 s" in markdown
     assert "stopped early" not in markdown
 
 
