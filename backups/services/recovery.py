@@ -156,12 +156,18 @@ def _check_reachable(target: RecoveryTarget) -> None:
     )
 
 
-def recovery_plan(target: RecoveryTarget) -> dict[str, Any]:
+def recovery_plan(target: RecoveryTarget, *, wait_for_archive: bool = True) -> dict[str, Any]:
     """The backup set a restore to `target` starts from, after checking that the target can
-    be reached (RecoveryRefused with the moment that would work, if not)."""
+    be reached (RecoveryRefused with the moment that would work, if not). Without
+    `wait_for_archive`, a quick look (the future, the oldest backup) that does not wait for
+    the live cluster's WAL to be archived: what a command checks before the operator's
+    two-factor code, which must still be current when it is checked."""
     pitr_require()
     pgbackrest.write_config()
-    _check_reachable(target)
+    if wait_for_archive:
+        _check_reachable(target)
+    elif target.kind == "time" and target.moment and target.moment > timezone.now():
+        raise RecoveryRefused(f"{target} is in the future (it is now {timezone.now()}).")
     return _choose_set(target, pgbackrest.backup_sets())
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 import time
 from typing import Any
 
@@ -32,7 +34,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--operator", metavar="USERNAME", required=True)
         parser.add_argument(
-            "--otp-token", metavar="CODE", default=os.environ.get("RESTORE_OTP_TOKEN", "")
+            "--otp-token",
+            metavar="CODE",
+            default=os.environ.get("RESTORE_OTP_TOKEN", ""),
+            help=(
+                "Checked after the restore, against the restored accounts: give one of the "
+                "operator's printed backup codes (they do not expire), or leave it out at a "
+                "terminal to be asked for the authenticator's code then."
+            ),
         )
         parser.add_argument(
             "--break-glass",
@@ -74,9 +83,14 @@ class Command(BaseCommand):
         mark = time.monotonic()
         recovery_new_server_open(cluster)
         reason = options["break_glass"].strip()
+        token = options["otp_token"]
+        if not token and not reason and sys.stdin.isatty():
+            # Asked now, not before the restore: an authenticator's code lasts 30 s, and a
+            # restore can take longer (a printed backup code, given up front, does not expire).
+            token = getpass.getpass(f"Code from {options['operator']}'s authenticator: ")
         try:
             operator = restore_operator_check(
-                username=options["operator"], token=options["otp_token"], break_glass=bool(reason)
+                username=options["operator"], token=token, break_glass=bool(reason)
             )
             if operator.user is None:
                 # The accounts are in the restored database: "nobody to check" would mean

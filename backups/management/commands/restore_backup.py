@@ -291,7 +291,7 @@ class Command(BaseCommand):
                 to_time=options["to_time"], to_restore_point=options["to_restore_point"]
             )
             # Before the operator's code is spent: a target out of reach says so at once.
-            recovery_plan(target)
+            recovery_plan(target, wait_for_archive=False)
         except (PitrNotConfigured, RecoveryRefused, PgBackRestError) as exc:
             raise CommandError(str(exc)) from exc
         undo = self._undo_request(options) if options["school"] else None
