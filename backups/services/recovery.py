@@ -421,6 +421,20 @@ def _run_configured(command: str, data: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _archive_on_again(data_dir: Path) -> None:
+    """Drop the `archive_mode = 'off'` the restore wrote into postgresql.auto.conf: the
+    cluster going live archives again, into a new timeline of the same stanza."""
+    auto = data_dir / "postgresql.auto.conf"
+    if auto.exists():
+        kept_lines = [
+            line
+            for line in auto.read_text().splitlines()
+            if not line.replace(" ", "").startswith("archive_mode=")
+        ]
+        auto.write_text("\n".join(kept_lines) + "\n")
+        _chown(auto)
+
+
 def recovery_switch(
     cluster: RestoredCluster, *, actor: Actor = None, say: Callable[[str], None] = print
 ) -> Path:
@@ -442,15 +456,7 @@ def recovery_switch(
     if live.exists():
         os.replace(live, kept)
     shutil.move(str(cluster.data_dir), str(live))
-    auto = live / "postgresql.auto.conf"
-    if auto.exists():
-        kept_lines = [
-            line
-            for line in auto.read_text().splitlines()
-            if not line.replace(" ", "").startswith("archive_mode=")
-        ]
-        auto.write_text("\n".join(kept_lines) + "\n")
-        _chown(auto)
+    _archive_on_again(live)
     say("starting the restored cluster as the live one")
     if settings.PITR_START_COMMAND:
         done = _run_configured(settings.PITR_START_COMMAND, live)
@@ -576,15 +582,7 @@ def recovery_new_server_go_live(
     )
     connections.close_all()
     recovery_stop(cluster)
-    auto = cluster.data_dir / "postgresql.auto.conf"
-    if auto.exists():
-        kept_lines = [
-            line
-            for line in auto.read_text().splitlines()
-            if not line.replace(" ", "").startswith("archive_mode=")
-        ]
-        auto.write_text("\n".join(kept_lines) + "\n")
-        _chown(auto)
+    _archive_on_again(cluster.data_dir)
     say("starting it as the live database")
     if settings.PITR_START_COMMAND:
         done = _run_configured(settings.PITR_START_COMMAND, cluster.data_dir)
